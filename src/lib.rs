@@ -1,4 +1,12 @@
 //! pipecron: schedules-as-code for GitLab pipeline triggers.
+//!
+//! Data flows one way: `config` reads schedule files into `schedule::Schedule`s, whose `cron` expressions give
+//! the slots to fire. The binary (`cli`) is a thin layer over these.
+
+pub mod cli;
 pub mod config;
 pub mod cron;
+pub mod duration;
+pub mod schedule;
+pub mod secret;
 pub mod suggest;

@@ -1,1 +1,318 @@
+//! Schedule files: a directory of YAML files read into checked `Schedule`s, with every mistake reported.
+//!
+//! Loading never stops at the first error. Each file is parsed into located YAML nodes, each key is read and
+//! checked on its own (`fields`), each schedule is merged with its file's `defaults` and checked as a whole
+//! (`resolve`), and names are checked across files. The result holds the schedules that are valid and every
+//! diagnostic; a caller that runs schedules must refuse to start if any diagnostic is an error.
+
+pub mod diag;
+pub mod fields;
+pub mod interpolate;
 pub mod yaml;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use diag::{Diagnostic, Reporter, Scope, Severity};
+use fields::{Fields, KEYS, Reader};
+use yaml::{Key, Node, Pos, Value};
+
+use crate::cron::CronExpr;
+use crate::schedule::{Api, Schedule};
+
+/// GitLab accepts at most this many pipeline inputs.
+const MAX_INPUTS: usize = 20;
+
+/// Where the environment comes from; tests pass their own.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// What loading a directory found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub files: Vec<PathBuf>,
+    /// The valid schedules, in file name order and then in file order.
+    pub schedules: Vec<Schedule>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+/// Loads every `*.yaml` and `*.yml` file in `dir`, in name order. With `env` `None`, `${VAR}` references and
+/// `token_file` are not resolved (for linting where the secrets are absent, and for previews).
+pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
+    let mut loaded = Loaded::default();
+    let files = match schedule_files(dir) {
+        Ok(files) => files,
+        Err(message) => {
+            loaded.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: dir.to_path_buf(),
+                pos: Pos::default(),
+                scope: Scope::File,
+                key: None,
+                message,
+            });
+            return loaded;
+        }
+    };
+    let mut first_use: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file);
+        let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
+        let schedules = match text {
+            Ok(text) => load_file(&text, &file, env, &mut rep),
+            Err(error) => {
+                rep.error(Pos::default(), None, format!("cannot read the file: {error}"));
+                Vec::new()
+            }
+        };
+        for schedule in schedules {
+            match first_use.get(&schedule.name) {
+                Some((other, pos)) => rep.scoped(Scope::Schedule(schedule.name.clone())).error(
+                    schedule.pos,
+                    None,
+                    format!(
+                        "the name '{}' is already used at {}:{pos}; schedule names must be unique across all files",
+                        schedule.name,
+                        other.display()
+                    ),
+                ),
+                None => {
+                    first_use.insert(schedule.name.clone(), (file.clone(), schedule.pos));
+                    loaded.schedules.push(schedule);
+                }
+            }
+        }
+        loaded.files.push(file);
+    }
+    if loaded.files.is_empty() {
+        loaded.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            file: dir.to_path_buf(),
+            pos: Pos::default(),
+            scope: Scope::File,
+            key: None,
+            message: "no *.yaml or *.yml files here; point --schedules (or PIPECRON_SCHEDULES) at your schedules".into(),
+        });
+    }
+    loaded
+}
+
+fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!("cannot read the schedules directory: {e}; pass --schedules DIR or set PIPECRON_SCHEDULES")
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            yaml && !hidden && path.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one file's text into its valid schedules, reporting every problem.
+pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) -> Vec<Schedule> {
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(error) => {
+            rep.error(error.pos, None, format!("invalid YAML: {}", error.message));
+            return Vec::new();
+        }
+    };
+    let entries = match root.value {
+        Value::Map(entries) => entries,
+        Value::Null => {
+            rep.warning(root.pos, None, "the file is empty: it defines no schedules");
+            return Vec::new();
+        }
+        other => {
+            rep.error(root.pos, None, format!("expected a mapping with 'schedules:' (and optional 'defaults:'), found {}", other.kind()));
+            return Vec::new();
+        }
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let reader = Reader { dir, env };
+    let mut defaults = Fields::default();
+    let mut schedules = None;
+    for (key, node) in &entries {
+        match key.name.as_str() {
+            "defaults" => defaults = read_defaults(&reader, node, rep),
+            "schedules" => schedules = Some((key, node)),
+            other => {
+                let hint = crate::suggest::closest(other, ["defaults", "schedules"])
+                    .map(|k| format!("did you mean '{k}'?"))
+                    .unwrap_or_else(|| "a file has only 'defaults' and 'schedules'".into());
+                rep.error(key.pos, Some(other), format!("unknown top-level key '{other}'; {hint}"));
+            }
+        }
+    }
+    match schedules {
+        Some((key, node)) => read_schedules(&reader, key, node, &defaults, rep),
+        None => {
+            rep.warning(root.pos, None, "no 'schedules:' in this file: it defines no schedules");
+            Vec::new()
+        }
+    }
+}
+
+fn read_defaults(reader: &Reader, node: &Node, rep: &mut Reporter) -> Fields {
+    let mut rep = rep.scoped(Scope::Defaults);
+    match &node.value {
+        Value::Map(entries) => reader.read(entries, &KEYS[1..], &mut rep),
+        Value::Null => Fields::default(),
+        other => {
+            rep.error(node.pos, None, format!("defaults must be a mapping of schedule keys, found {}", other.kind()));
+            Fields::default()
+        }
+    }
+}
+
+fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, rep: &mut Reporter) -> Vec<Schedule> {
+    let entries = match &node.value {
+        Value::Map(entries) => entries,
+        Value::Null => {
+            rep.warning(key.pos, Some("schedules"), "no schedules are defined under 'schedules:'");
+            return Vec::new();
+        }
+        Value::Seq(_) => {
+            rep.error(node.pos, Some("schedules"), "schedules is a list; write a mapping from each schedule's name to its keys, such as 'nightly: {cron: ...}'");
+            return Vec::new();
+        }
+        other => {
+            rep.error(node.pos, Some("schedules"), format!("expected a mapping from names to schedules, found {}", other.kind()));
+            return Vec::new();
+        }
+    };
+    entries
+        .iter()
+        .filter_map(|(name, body)| {
+            let mut rep = rep.scoped(Scope::Schedule(name.name.clone()));
+            if let Err(message) = check_name(&name.name) {
+                rep.error(name.pos, None, message);
+                return None;
+            }
+            let own = match &body.value {
+                Value::Map(entries) => reader.read(entries, &KEYS, &mut rep),
+                other => {
+                    rep.error(body.pos, None, format!("expected the schedule's keys (cron, project, ref, ...), found {}", other.kind()));
+                    return None;
+                }
+            };
+            resolve::resolve(name, own, defaults, &mut rep)
+        })
+        .collect()
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    match valid {
+        true => Ok(()),
+        false => Err(format!("'{name}' is not a valid schedule name; use letters, digits, '.', '_' and '-'")),
+    }
+}
+
+mod resolve {
+    //! One schedule merged with its file's defaults, and checked as a whole.
+
+    use std::time::Duration;
+
+    use super::diag::Reporter;
+    use super::fields::{At, Fields, is_loopback};
+    use super::yaml::Key;
+    use super::{Api, CronExpr, MAX_INPUTS, Schedule};
+
+    pub fn resolve(name: &Key, own: Fields, defaults: &Fields, rep: &mut Reporter) -> Option<Schedule> {
+        let f = own.over(defaults);
+        for (key, example) in [
+            ("cron", "cron: \"30 0 * * *\""),
+            ("gitlab", "gitlab: https://gitlab.example.com"),
+            ("project", "project: 9 (or group/project)"),
+            ("ref", "ref: main"),
+        ] {
+            if !f.seen.contains(key) {
+                let place = if key == "cron" { "" } else { " or to the file's defaults" };
+                rep.error(name.pos, None, format!("no '{key}': add {example} to this schedule{place}"));
+            }
+        }
+        if !f.seen.contains("token") && !f.seen.contains("token_file") {
+            rep.error(name.pos, None, "no token: add token: ${VAR} or token_file: PATH to this schedule or to the file's defaults");
+        }
+        let timezone = f.timezone.map(|t| t.value).unwrap_or(chrono_tz::UTC);
+        let cron = f.cron.and_then(|c| match CronExpr::parse(&c.value, &name.name) {
+            Ok(expr) => check_fires(c.pos, expr, timezone, rep),
+            Err(error) => {
+                rep.error(c.pos, Some("cron"), error.to_string());
+                None
+            }
+        });
+        let allow_http = f.allow_http.is_some_and(|a| a.value);
+        if let Some(At { pos, value: Some(url) }) = &f.gitlab
+            && url.scheme() == "http"
+            && !allow_http
+            && !is_loopback(url)
+        {
+            rep.error(*pos, Some("gitlab"), "plain http:// to a host that is not loopback would send the token unencrypted; use https://, or set allow_http: true if you must");
+        }
+        if f.inputs.len() > MAX_INPUTS {
+            let pos = f.inputs_pos.unwrap_or(name.pos);
+            rep.error(pos, Some("inputs"), format!("{} inputs, but GitLab accepts at most {MAX_INPUTS} per pipeline", f.inputs.len()));
+        }
+        let (Some(cron), Some(gitlab), Some(credential), Some(project), Some(git_ref)) =
+            (cron, f.gitlab, f.credential, f.project, f.git_ref)
+        else {
+            return None;
+        };
+        Some(Schedule {
+            name: name.name.clone(),
+            file: rep.file.to_path_buf(),
+            pos: name.pos,
+            description: f.description.map(|a| a.value),
+            cron,
+            timezone,
+            gitlab: gitlab.value.unwrap_or_else(placeholder_url),
+            token_source: credential.value.source,
+            token: credential.value.secret,
+            project: project.value,
+            git_ref: git_ref.value,
+            variables: f.variables.into_iter().map(|(k, v)| (k, v.value)).collect(),
+            inputs: f.inputs.into_iter().map(|(k, v)| (k, v.value)).collect(),
+            enabled: f.enabled.is_none_or(|a| a.value),
+            catch_up: f.catch_up.map_or(Duration::from_secs(3600), |a| a.value),
+            jitter: f.jitter.map_or(Duration::ZERO, |a| a.value),
+            timeout: f.timeout.map_or(Duration::from_secs(30), |a| a.value),
+            retries: f.retries.map_or(5, |a| a.value),
+            api: f.api.map_or(Api::V4, |a| a.value),
+            ca_file: f.ca_file.map(|a| a.value),
+            allow_http,
+        })
+    }
+
+    /// Errors for an expression that never fires, warnings for one that fires more than once a minute.
+    fn check_fires(pos: super::Pos, expr: CronExpr, tz: chrono_tz::Tz, rep: &mut Reporter) -> Option<CronExpr> {
+        if expr.next_after(tz, chrono::Utc::now()).is_none() {
+            rep.error(pos, Some("cron"), format!("'{}' never fires: no date matches it; check the day and month fields", expr.source()));
+            return None;
+        }
+        if expr.is_sub_minute() {
+            rep.warning(pos, Some("cron"), format!("'{}' fires more than once a minute; GitLab.com allows 25 pipelines a minute per project", expr.source()));
+        }
+        Some(expr)
+    }
+
+    /// Stands in for a `gitlab` URL left as an unresolved `${VAR}`; nothing is ever sent to it.
+    fn placeholder_url() -> url::Url {
+        url::Url::parse("https://unresolved.invalid/").expect("a constant, valid URL")
+    }
+}

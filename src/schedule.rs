@@ -1,0 +1,90 @@
+//! A schedule as pipecron runs it: every key checked, defaults applied, secrets resolved.
+//!
+//! `config` builds these from the YAML files; everything after it (the scheduler, the store, the trigger) works on
+//! this type only, so it never needs to know how a schedule was written.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use url::Url;
+
+use crate::config::yaml::Pos;
+use crate::cron::CronExpr;
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Unique across all files, `[A-Za-z0-9._-]+`.
+    pub name: String,
+    /// The file and place the schedule was defined.
+    pub file: PathBuf,
+    pub pos: Pos,
+    pub description: Option<String>,
+    pub cron: CronExpr,
+    pub timezone: Tz,
+    /// The GitLab base URL, without `/api`.
+    pub gitlab: Url,
+    pub token_source: TokenSource,
+    /// `None` only when the configuration was loaded without resolving secrets (`check --skip-secrets`, `next`).
+    pub token: Option<Secret>,
+    pub project: Project,
+    pub git_ref: String,
+    /// Sent as text.
+    pub variables: BTreeMap<String, String>,
+    /// Pipeline inputs; they keep their YAML types.
+    pub inputs: BTreeMap<String, serde_json::Value>,
+    pub enabled: bool,
+    pub catch_up: Duration,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub api: Api,
+    pub ca_file: Option<PathBuf>,
+    pub allow_http: bool,
+}
+
+impl Schedule {
+    /// The first slot strictly after `after`, in the schedule's zone.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
+        self.cron.next_after(self.timezone, after)
+    }
+}
+
+/// Where the token comes from, for display: the value itself is never shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Written in the file (check warns about it).
+    Inline,
+    /// From `${VAR}` references, by name.
+    Env(Vec<String>),
+    File(PathBuf),
+}
+
+/// A GitLab project: a numeric id, or a full path such as `group/sub/project`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Project {
+    Id(u64),
+    Path(String),
+}
+
+impl fmt::Display for Project {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Project::Id(id) => write!(f, "{id}"),
+            Project::Path(path) => f.write_str(path),
+        }
+    }
+}
+
+/// Which trigger endpoint to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /api/v4/projects/:id/trigger/pipeline`, GitLab 9.0 and later.
+    V4,
+    /// `POST /api/v3/projects/:id/trigger/builds`, GitLab before 11.
+    V3,
+}

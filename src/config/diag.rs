@@ -38,7 +38,10 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}: {severity}: ", self.file.display(), self.pos)?;
+        match self.pos.line {
+            0 => write!(f, "{}: {severity}: ", self.file.display())?,
+            _ => write!(f, "{}:{}: {severity}: ", self.file.display(), self.pos)?,
+        }
         let key = self.key.as_ref().map(|k| format!("key '{k}'"));
         let scope = match &self.scope {
             Scope::File => None,

@@ -103,6 +103,8 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
             message: "no *.yaml or *.yml files here; point --schedules (or PIPECRON_SCHEDULES) at your schedules".into(),
         });
     }
+    // Files are read in name order; within a file, report top to bottom.
+    loaded.diagnostics.sort_by_key(|d| (d.file.clone(), d.pos.line, d.pos.column));
     loaded
 }
 

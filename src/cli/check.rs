@@ -19,7 +19,11 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let loaded = super::load(cli, !args.skip_secrets);
     let errors = loaded.errors().count();
-    let warnings = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
+    let warnings = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
     if errors > 0 {
         return Err(Error::InvalidConfig { errors });
     }
@@ -28,7 +32,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let widths = [width(0), width(1), width(2)];
     for [name, cron, zone, next] in &rows {
-        writeln!(out, "{name:<w0$}  {cron:<w1$}  {zone:<w2$}  {next}", w0 = widths[0], w1 = widths[1], w2 = widths[2])?;
+        writeln!(
+            out,
+            "{name:<w0$}  {cron:<w1$}  {zone:<w2$}  {next}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )?;
     }
     let paused = loaded.schedules.iter().filter(|s| !s.enabled).count();
     writeln!(
@@ -36,8 +46,16 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         "ok: {} in {}{}{}",
         plural(loaded.schedules.len(), "schedule"),
         plural(loaded.files.len(), "file"),
-        if paused > 0 { format!(", {paused} paused") } else { String::new() },
-        if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() },
+        if paused > 0 {
+            format!(", {paused} paused")
+        } else {
+            String::new()
+        },
+        if warnings > 0 {
+            format!(", {}", plural(warnings, "warning"))
+        } else {
+            String::new()
+        },
     )?;
     Ok(())
 }
@@ -48,7 +66,12 @@ fn row(schedule: &Schedule) -> [String; 4] {
         (true, Some(next)) => format!("next {}", next.to_rfc3339_opts(SecondsFormat::Secs, false)),
         (true, None) => "never".to_string(),
     };
-    [schedule.name.clone(), schedule.cron.source().to_string(), schedule.timezone.name().to_string(), next]
+    [
+        schedule.name.clone(),
+        schedule.cron.source().to_string(),
+        schedule.timezone.name().to_string(),
+        next,
+    ]
 }
 
 fn plural(n: usize, noun: &str) -> String {

@@ -18,7 +18,13 @@ use crate::config::{self, Loaded};
 #[command(name = "pipecron", version, about = "Schedules-as-code for GitLab pipeline triggers")]
 pub struct Cli {
     /// The directory of schedule files (*.yaml, *.yml).
-    #[arg(long, global = true, env = "PIPECRON_SCHEDULES", default_value = "./schedules", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "PIPECRON_SCHEDULES",
+        default_value = "./schedules",
+        value_name = "DIR"
+    )]
     schedules: PathBuf,
 
     #[command(subcommand)]

@@ -61,8 +61,15 @@ fn from_command_line(expr: &str, args: &Args) -> Result<(CronExpr, Tz), Error> {
     let cron = CronExpr::parse(expr, name).map_err(|e| Error::Usage(format!("--cron: {e}")))?;
     let tz = args.timezone.parse::<Tz>().map_err(|_| {
         let close = crate::suggest::closest_n(&args.timezone, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()), 3);
-        let hint = if close.is_empty() { "an IANA name such as Europe/Berlin".to_string() } else { close.join(", ") };
-        Error::Usage(format!("--timezone: unknown time zone '{}'; did you mean {hint}?", args.timezone))
+        let hint = if close.is_empty() {
+            "an IANA name such as Europe/Berlin".to_string()
+        } else {
+            close.join(", ")
+        };
+        Error::Usage(format!(
+            "--timezone: unknown time zone '{}'; did you mean {hint}?",
+            args.timezone
+        ))
     })?;
     Ok((cron, tz))
 }
@@ -77,7 +84,9 @@ fn from_config(cli: &Cli, name: &str) -> Result<(CronExpr, Tz), Error> {
         return Ok((schedule.cron.clone(), schedule.timezone));
     }
     if loaded.has_errors() {
-        return Err(Error::InvalidConfig { errors: loaded.errors().count() });
+        return Err(Error::InvalidConfig {
+            errors: loaded.errors().count(),
+        });
     }
     Err(Error::UnknownSchedule {
         name: name.to_string(),

@@ -3,6 +3,9 @@
 //! `$${` writes a literal `${`. A bare `$VAR` is left alone, so a GitLab CI variable reference such as
 //! `$CI_COMMIT_SHA` passes through to GitLab untouched.
 
+/// Where variables are looked up: the process environment, or a test's own.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// The text with its references resolved, and the names it referred to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interpolated {
@@ -14,7 +17,7 @@ pub struct Interpolated {
 
 /// Resolves `${VAR}` in `text` through `env`, or only checks the syntax when `env` is `None`.
 /// The error names the variable, never a value.
-pub fn interpolate(text: &str, env: Option<&dyn Fn(&str) -> Option<String>>) -> Result<Interpolated, String> {
+pub fn interpolate(text: &str, env: Option<Env>) -> Result<Interpolated, String> {
     let mut out = String::with_capacity(text.len());
     let mut vars = Vec::new();
     let mut rest = text;
@@ -83,17 +86,27 @@ mod tests {
     fn resolves_references_and_escapes() {
         assert_eq!(resolve("${TOKEN}"), Ok("glptt-secret".into()));
         assert_eq!(resolve("a-${TOKEN}-b"), Ok("a-glptt-secret-b".into()));
-        assert_eq!(resolve("$${TOKEN} $CI_COMMIT_SHA $"), Ok("${TOKEN} $CI_COMMIT_SHA $".into()));
+        assert_eq!(
+            resolve("$${TOKEN} $CI_COMMIT_SHA $"),
+            Ok("${TOKEN} $CI_COMMIT_SHA $".into())
+        );
         let found = interpolate("${TOKEN}", Some(&env)).expect("resolves");
         assert_eq!(found.vars, ["TOKEN"]);
     }
 
     #[test]
     fn names_the_variable_but_never_a_value() {
-        assert_eq!(resolve("${MISSING}"), Err("environment variable MISSING is not set".into()));
+        assert_eq!(
+            resolve("${MISSING}"),
+            Err("environment variable MISSING is not set".into())
+        );
         assert_eq!(resolve("${EMPTY}"), Err("environment variable EMPTY is empty".into()));
         assert!(resolve("${TOKEN").expect_err("unclosed").contains("not closed"));
-        assert!(resolve("${1X}").expect_err("bad name").contains("not a valid variable reference"));
+        assert!(
+            resolve("${1X}")
+                .expect_err("bad name")
+                .contains("not a valid variable reference")
+        );
     }
 
     #[test]

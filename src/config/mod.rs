@@ -23,8 +23,7 @@ use crate::schedule::{Api, Schedule};
 /// GitLab accepts at most this many pipeline inputs.
 const MAX_INPUTS: usize = 20;
 
-/// Where the environment comes from; tests pass their own.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub use interpolate::Env;
 
 /// What loading a directory found.
 #[derive(Debug, Default)]
@@ -66,7 +65,11 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
     let mut first_use: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file);
-        let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
+        let mut rep = Reporter {
+            file: &file,
+            scope: Scope::File,
+            out: &mut loaded.diagnostics,
+        };
         let schedules = match text {
             Ok(text) => load_file(&text, &file, env, &mut rep),
             Err(error) => {
@@ -100,11 +103,14 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
             pos: Pos::default(),
             scope: Scope::File,
             key: None,
-            message: "no *.yaml or *.yml files here; point --schedules (or PIPECRON_SCHEDULES) at your schedules".into(),
+            message: "no *.yaml or *.yml files here; point --schedules (or PIPECRON_SCHEDULES) at your schedules"
+                .into(),
         });
     }
     // Files are read in name order; within a file, report top to bottom.
-    loaded.diagnostics.sort_by_key(|d| (d.file.clone(), d.pos.line, d.pos.column));
+    loaded
+        .diagnostics
+        .sort_by_key(|d| (d.file.clone(), d.pos.line, d.pos.column));
     loaded
 }
 
@@ -116,7 +122,10 @@ fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| {
             let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
             yaml && !hidden && path.is_file()
         })
         .collect();
@@ -140,7 +149,14 @@ pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) 
             return Vec::new();
         }
         other => {
-            rep.error(root.pos, None, format!("expected a mapping with 'schedules:' (and optional 'defaults:'), found {}", other.kind()));
+            rep.error(
+                root.pos,
+                None,
+                format!(
+                    "expected a mapping with 'schedules:' (and optional 'defaults:'), found {}",
+                    other.kind()
+                ),
+            );
             return Vec::new();
         }
     };
@@ -175,7 +191,11 @@ fn read_defaults(reader: &Reader, node: &Node, rep: &mut Reporter) -> Fields {
         Value::Map(entries) => reader.read(entries, &KEYS[1..], &mut rep),
         Value::Null => Fields::default(),
         other => {
-            rep.error(node.pos, None, format!("defaults must be a mapping of schedule keys, found {}", other.kind()));
+            rep.error(
+                node.pos,
+                None,
+                format!("defaults must be a mapping of schedule keys, found {}", other.kind()),
+            );
             Fields::default()
         }
     }
@@ -185,7 +205,11 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
     let entries = match &node.value {
         Value::Map(entries) => entries,
         Value::Null => {
-            rep.warning(key.pos, Some("schedules"), "no schedules are defined under 'schedules:'");
+            rep.warning(
+                key.pos,
+                Some("schedules"),
+                "no schedules are defined under 'schedules:'",
+            );
             return Vec::new();
         }
         Value::Seq(_) => {
@@ -193,7 +217,11 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
             return Vec::new();
         }
         other => {
-            rep.error(node.pos, Some("schedules"), format!("expected a mapping from names to schedules, found {}", other.kind()));
+            rep.error(
+                node.pos,
+                Some("schedules"),
+                format!("expected a mapping from names to schedules, found {}", other.kind()),
+            );
             return Vec::new();
         }
     };
@@ -208,7 +236,14 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
             let own = match &body.value {
                 Value::Map(entries) => reader.read(entries, &KEYS, &mut rep),
                 other => {
-                    rep.error(body.pos, None, format!("expected the schedule's keys (cron, project, ref, ...), found {}", other.kind()));
+                    rep.error(
+                        body.pos,
+                        None,
+                        format!(
+                            "expected the schedule's keys (cron, project, ref, ...), found {}",
+                            other.kind()
+                        ),
+                    );
                     return None;
                 }
             };
@@ -218,10 +253,15 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     match valid {
         true => Ok(()),
-        false => Err(format!("'{name}' is not a valid schedule name; use letters, digits, '.', '_' and '-'")),
+        false => Err(format!(
+            "'{name}' is not a valid schedule name; use letters, digits, '.', '_' and '-'"
+        )),
     }
 }
 
@@ -244,12 +284,24 @@ mod resolve {
             ("ref", "ref: main"),
         ] {
             if !f.seen.contains(key) {
-                let place = if key == "cron" { "" } else { " or to the file's defaults" };
-                rep.error(name.pos, None, format!("no '{key}': add {example} to this schedule{place}"));
+                let place = if key == "cron" {
+                    ""
+                } else {
+                    " or to the file's defaults"
+                };
+                rep.error(
+                    name.pos,
+                    None,
+                    format!("no '{key}': add {example} to this schedule{place}"),
+                );
             }
         }
         if !f.seen.contains("token") && !f.seen.contains("token_file") {
-            rep.error(name.pos, None, "no token: add token: ${VAR} or token_file: PATH to this schedule or to the file's defaults");
+            rep.error(
+                name.pos,
+                None,
+                "no token: add token: ${VAR} or token_file: PATH to this schedule or to the file's defaults",
+            );
         }
         let timezone = f.timezone.map(|t| t.value).unwrap_or(chrono_tz::UTC);
         let cron = f.cron.and_then(|c| match CronExpr::parse(&c.value, &name.name) {
@@ -269,7 +321,14 @@ mod resolve {
         }
         if f.inputs.len() > MAX_INPUTS {
             let pos = f.inputs_pos.unwrap_or(name.pos);
-            rep.error(pos, Some("inputs"), format!("{} inputs, but GitLab accepts at most {MAX_INPUTS} per pipeline", f.inputs.len()));
+            rep.error(
+                pos,
+                Some("inputs"),
+                format!(
+                    "{} inputs, but GitLab accepts at most {MAX_INPUTS} per pipeline",
+                    f.inputs.len()
+                ),
+            );
         }
         let (Some(cron), Some(gitlab), Some(credential), Some(project), Some(git_ref)) =
             (cron, f.gitlab, f.credential, f.project, f.git_ref)
@@ -304,11 +363,25 @@ mod resolve {
     /// Errors for an expression that never fires, warnings for one that fires more than once a minute.
     fn check_fires(pos: super::Pos, expr: CronExpr, tz: chrono_tz::Tz, rep: &mut Reporter) -> Option<CronExpr> {
         if expr.next_after(tz, chrono::Utc::now()).is_none() {
-            rep.error(pos, Some("cron"), format!("'{}' never fires: no date matches it; check the day and month fields", expr.source()));
+            rep.error(
+                pos,
+                Some("cron"),
+                format!(
+                    "'{}' never fires: no date matches it; check the day and month fields",
+                    expr.source()
+                ),
+            );
             return None;
         }
         if expr.is_sub_minute() {
-            rep.warning(pos, Some("cron"), format!("'{}' fires more than once a minute; GitLab.com allows 25 pipelines a minute per project", expr.source()));
+            rep.warning(
+                pos,
+                Some("cron"),
+                format!(
+                    "'{}' fires more than once a minute; GitLab.com allows 25 pipelines a minute per project",
+                    expr.source()
+                ),
+            );
         }
         Some(expr)
     }

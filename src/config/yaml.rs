@@ -231,20 +231,34 @@ mod tests {
     #[test]
     fn nodes_know_where_they_were_written() {
         let node = parse("a:\n  b: 5\n  c: [x, true]\n").expect("valid YAML");
-        let Value::Map(top) = node.value else { panic!("not a map") };
+        let Value::Map(top) = node.value else {
+            panic!("not a map")
+        };
         assert_eq!(top[0].0.name, "a");
         assert_eq!(top[0].0.pos, at(1, 1));
-        let Value::Map(inner) = &top[0].1.value else { panic!("not a map") };
+        let Value::Map(inner) = &top[0].1.value else {
+            panic!("not a map")
+        };
         assert_eq!(inner[0].0.pos, at(2, 3));
-        assert_eq!(inner[0].1, Node { pos: at(2, 6), value: Value::Int(5) });
-        let Value::Seq(items) = &inner[1].1.value else { panic!("not a list") };
+        assert_eq!(
+            inner[0].1,
+            Node {
+                pos: at(2, 6),
+                value: Value::Int(5)
+            }
+        );
+        let Value::Seq(items) = &inner[1].1.value else {
+            panic!("not a list")
+        };
         assert_eq!(items[1].value, Value::Bool(true));
     }
 
     #[test]
     fn booleans_are_strict_and_quoted_scalars_are_strings() {
         let node = parse("a: yes\nb: \"5\"\nc: on\nd: ~\n").expect("valid YAML");
-        let Value::Map(top) = node.value else { panic!("not a map") };
+        let Value::Map(top) = node.value else {
+            panic!("not a map")
+        };
         let values: Vec<_> = top.into_iter().map(|(_, n)| n.value).collect();
         assert_eq!(
             values,

@@ -127,7 +127,7 @@ fn parse_item(field: Field, item: &str, hash: u64) -> Result<String, String> {
     match base {
         "*" => Ok(format!("*{step_text}")),
         "?" if matches!(field, Field::DayOfMonth | Field::DayOfWeek) => Ok(format!("*{step_text}")),
-        "?" => Err(format!("'?' is only allowed in the day-of-month and day-of-week fields; write '*'")),
+        "?" => Err("'?' is only allowed in the day-of-month and day-of-week fields; write '*'".into()),
         h if h.starts_with('H') => hashed(field, h, step, hash),
         range if range.contains('-') => {
             let (from, to) = range.split_once('-').unwrap_or((range, ""));
@@ -169,7 +169,10 @@ fn value(field: Field, text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(v),
         Ok(v) => Err(format!("{v} is out of range; use {}", field.allowed())),
-        Err(_) if text.is_empty() => Err(format!("a range needs a value on both sides of '-'; use {}", field.allowed())),
+        Err(_) if text.is_empty() => Err(format!(
+            "a range needs a value on both sides of '-'; use {}",
+            field.allowed()
+        )),
         Err(_) => {
             let hint = crate::suggest::closest(text, field.names().iter().copied())
                 .map(|name| format!(" (did you mean {name}?)"))
@@ -293,9 +296,17 @@ mod tests {
     #[test]
     fn hash_stays_within_its_range() {
         for hash in 0..500u64 {
-            let v: u32 = parse(Field::Minute, "H(0-29)", hash).expect("valid").text.parse().expect("a number");
+            let v: u32 = parse(Field::Minute, "H(0-29)", hash)
+                .expect("valid")
+                .text
+                .parse()
+                .expect("a number");
             assert!(v <= 29);
-            let d: u32 = parse(Field::DayOfMonth, "H", hash).expect("valid").text.parse().expect("a number");
+            let d: u32 = parse(Field::DayOfMonth, "H", hash)
+                .expect("valid")
+                .text
+                .parse()
+                .expect("a number");
             assert!((1..=28).contains(&d));
             let stepped = parse(Field::Minute, "H/15", hash).expect("valid").text;
             let start: u32 = stepped.split('-').next().and_then(|s| s.parse().ok()).expect("a start");

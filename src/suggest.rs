@@ -2,25 +2,26 @@
 
 /// The candidate closest to `input`, if it is close enough to be a likely typo.
 pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let input = input.to_lowercase();
-    candidates
-        .into_iter()
-        .map(|candidate| (strsim::jaro_winkler(&input, &candidate.to_lowercase()), candidate))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, candidate)| candidate)
+    ranked(input, candidates, 0.8).into_iter().next()
 }
 
 /// Up to `n` candidates close to `input`, best first.
 pub fn closest_n<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>, n: usize) -> Vec<&'a str> {
+    let mut close = ranked(input, candidates, 0.75);
+    close.truncate(n);
+    close
+}
+
+/// Candidates whose similarity to `input` (Jaro-Winkler, ignoring case) is at least `min`, best first.
+fn ranked<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>, min: f64) -> Vec<&'a str> {
     let input = input.to_lowercase();
     let mut scored: Vec<_> = candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(&input, &candidate.to_lowercase()), candidate))
-        .filter(|(score, _)| *score >= 0.75)
+        .filter(|(score, _)| *score >= min)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(n).map(|(_, candidate)| candidate).collect()
+    scored.into_iter().map(|(_, candidate)| candidate).collect()
 }
 
 #[cfg(test)]

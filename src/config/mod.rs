@@ -51,14 +51,7 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
     let files = match schedule_files(dir) {
         Ok(files) => files,
         Err(message) => {
-            loaded.diagnostics.push(Diagnostic {
-                severity: Severity::Error,
-                file: dir.to_path_buf(),
-                pos: Pos::default(),
-                scope: Scope::File,
-                key: None,
-                message,
-            });
+            loaded.diagnostics.push(dir_error(dir, message));
             return loaded;
         }
     };
@@ -97,21 +90,28 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
         loaded.files.push(file);
     }
     if loaded.files.is_empty() {
-        loaded.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            file: dir.to_path_buf(),
-            pos: Pos::default(),
-            scope: Scope::File,
-            key: None,
-            message: "no *.yaml or *.yml files here; point --schedules (or PIPECRON_SCHEDULES) at your schedules"
-                .into(),
-        });
+        loaded.diagnostics.push(dir_error(
+            dir,
+            "no *.yaml or *.yml files here; point --schedules (or PIPECRON_SCHEDULES) at your schedules".into(),
+        ));
     }
     // Files are read in name order; within a file, report top to bottom.
     loaded
         .diagnostics
         .sort_by_key(|d| (d.file.clone(), d.pos.line, d.pos.column));
     loaded
+}
+
+/// A problem with the directory as a whole: it has no line and column.
+fn dir_error(dir: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: dir.to_path_buf(),
+        pos: Pos::default(),
+        scope: Scope::File,
+        key: None,
+        message,
+    }
 }
 
 fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
@@ -282,8 +282,9 @@ mod resolve {
             ("gitlab", "gitlab: https://gitlab.example.com"),
             ("project", "project: 9 (or group/project)"),
             ("ref", "ref: main"),
+            ("token", "token: ${VAR} or token_file: PATH"),
         ] {
-            if !f.seen.contains(key) {
+            if !f.seen.contains(key) && !(key == "token" && f.seen.contains("token_file")) {
                 let place = if key == "cron" {
                     ""
                 } else {
@@ -291,17 +292,10 @@ mod resolve {
                 };
                 rep.error(
                     name.pos,
-                    None,
-                    format!("no '{key}': add {example} to this schedule{place}"),
+                    Some(key),
+                    format!("missing; add {example} to this schedule{place}"),
                 );
             }
-        }
-        if !f.seen.contains("token") && !f.seen.contains("token_file") {
-            rep.error(
-                name.pos,
-                None,
-                "no token: add token: ${VAR} or token_file: PATH to this schedule or to the file's defaults",
-            );
         }
         let timezone = f.timezone.map(|t| t.value).unwrap_or(chrono_tz::UTC);
         let cron = f.cron.and_then(|c| match CronExpr::parse(&c.value, &name.name) {

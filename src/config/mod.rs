@@ -385,3 +385,6 @@ mod resolve {
         url::Url::parse("https://unresolved.invalid/").expect("a constant, valid URL")
     }
 }
+
+#[cfg(test)]
+mod tests;

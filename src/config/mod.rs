@@ -284,7 +284,8 @@ mod resolve {
             ("ref", "ref: main"),
             ("token", "token: ${VAR} or token_file: PATH"),
         ] {
-            if !f.seen.contains(key) && !(key == "token" && f.seen.contains("token_file")) {
+            let given = f.seen.contains(key) || (key == "token" && f.seen.contains("token_file"));
+            if !given {
                 let place = if key == "cron" {
                     ""
                 } else {

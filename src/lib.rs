@@ -9,4 +9,6 @@ pub mod cron;
 pub mod duration;
 pub mod schedule;
 pub mod secret;
+pub mod store;
 pub mod suggest;
+pub mod trigger;

@@ -1,0 +1,208 @@
+//! The run history in a SQLite file, shared by every pipecron process on the machine.
+//!
+//! WAL mode lets readers (`status`, `history`) and a writer work at once, and the busy timeout lets `run-now` and
+//! the daemon take turns writing. With `synchronous=NORMAL` a committed transaction survives kill -9 (WAL keeps it
+//! consistent; only a power loss may drop the last commits). rusqlite is blocking, so each call runs on tokio's
+//! blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, params};
+
+use super::{Run, RunState, RunStore, StoreError};
+use crate::trigger::{Pipeline, Reason, RunResult};
+
+/// Each entry brings the schema from version i to i+1. Append only; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+        schedule        TEXT    NOT NULL,
+        slot            BIGINT  NOT NULL,
+        reason          TEXT    NOT NULL,
+        state           TEXT    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        started_at      BIGINT,
+        finished_at     BIGINT,
+        http_status     INTEGER,
+        pipeline_id     BIGINT,
+        pipeline_iid    BIGINT,
+        pipeline_status TEXT,
+        web_url         TEXT,
+        error           TEXT,
+        PRIMARY KEY (schedule, slot)
+    );
+    CREATE INDEX runs_by_slot ON runs (slot);"];
+
+const COLUMNS: &str = "schedule, slot, reason, state, attempts, started_at, finished_at, http_status, \
+                       pipeline_id, pipeline_iid, pipeline_status, web_url, error";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens the database, creating it (and its directory) if missing, and migrates its schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+        }
+        let connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .and_then(|_| connection.pragma_update(None, "journal_mode", "WAL"))
+            .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
+            .map_err(|e| open_error(e.to_string()))?;
+        migrate(&connection)?;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    /// Runs `work` on the blocking pool with the connection.
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&connection).map_err(|e| StoreError::Query(e.to_string()))
+        })
+        .await
+        .map_err(|e| StoreError::Query(e.to_string()))?
+    }
+}
+
+fn migrate(connection: &Connection) -> Result<(), StoreError> {
+    let query = |e: rusqlite::Error| StoreError::Query(e.to_string());
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(query)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { found: version, known });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        // One transaction per step: a crash leaves the schema at a version, never between two.
+        let step = format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;", index + 1);
+        connection.execute_batch(&step).map_err(query)?;
+    }
+    Ok(())
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn instant(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn read_run(row: &rusqlite::Row) -> rusqlite::Result<Run> {
+    let pipeline_id: Option<i64> = row.get(8)?;
+    let reason: String = row.get(2)?;
+    let state: String = row.get(3)?;
+    Ok(Run {
+        schedule: row.get(0)?,
+        slot: instant(row.get(1)?),
+        reason: Reason::parse(&reason).unwrap_or(Reason::Schedule),
+        state: RunState::parse(&state).unwrap_or(RunState::Unknown),
+        attempts: row.get(4)?,
+        started_at: row.get::<_, Option<i64>>(5)?.map(instant),
+        finished_at: row.get::<_, Option<i64>>(6)?.map(instant),
+        http_status: row.get(7)?,
+        pipeline: match pipeline_id {
+            Some(id) => Some(Pipeline {
+                id: id as u64,
+                iid: row.get::<_, Option<i64>>(9)?.map(|i| i as u64),
+                status: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                web_url: row.get(11)?,
+            }),
+            None => None,
+        },
+        error: row.get(12)?,
+    })
+}
+
+impl RunStore for SqliteStore {
+    async fn claim(
+        &self,
+        schedule: &str,
+        slot: DateTime<Utc>,
+        reason: Reason,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let schedule = schedule.to_string();
+        self.with(move |c| {
+            let inserted = c.execute(
+                "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at)
+                 VALUES ($1, $2, $3, 'claimed', 0, $4) ON CONFLICT DO NOTHING",
+                params![schedule, millis(slot), reason.as_str(), millis(now)],
+            )?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        schedule: &str,
+        slot: DateTime<Utc>,
+        result: &RunResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (schedule, result) = (schedule.to_string(), result.clone());
+        self.with(move |c| {
+            let pipeline = result.pipeline.as_ref();
+            c.execute(
+                "UPDATE runs SET state = $1, attempts = $2, finished_at = $3, http_status = $4, pipeline_id = $5,
+                        pipeline_iid = $6, pipeline_status = $7, web_url = $8, error = $9
+                 WHERE schedule = $10 AND slot = $11",
+                params![
+                    RunState::from(result.ending).as_str(),
+                    result.attempts,
+                    millis(now),
+                    result.http_status,
+                    pipeline.map(|p| p.id as i64),
+                    pipeline.and_then(|p| p.iid).map(|i| i as i64),
+                    pipeline.map(|p| p.status.clone()),
+                    pipeline.and_then(|p| p.web_url.clone()),
+                    result.error,
+                    schedule,
+                    millis(slot),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
+        self.with(|c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM runs r WHERE slot = (SELECT MAX(slot) FROM runs WHERE schedule = r.schedule)
+                 ORDER BY schedule"
+            );
+            let mut statement = c.prepare(&sql)?;
+            statement.query_map([], read_run)?.collect()
+        })
+        .await
+    }
+
+    async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let schedule = schedule.map(str::to_string);
+        self.with(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) ORDER BY slot DESC, schedule LIMIT $2"
+            );
+            let mut statement = c.prepare(&sql)?;
+            statement.query_map(params![schedule, limit as i64], read_run)?.collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,171 @@
+//! Firing GitLab's trigger API: one request (`request`), what GitLab's answer means (`outcome`), the HTTP client
+//! (`client`), and the retries around it (`fire`).
+//!
+//! `Trigger` is the seam: the real `GitlabClient` sends over HTTP, tests and `--dry-run` put something else there,
+//! and everything above it (run-now, the daemon) only sees a `RunResult`.
+
+pub mod client;
+pub mod outcome;
+pub mod request;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use client::GitlabClient;
+pub use outcome::{Attempt, Pipeline};
+pub use request::{Body, Overrides, TriggerRequest};
+
+/// Why a slot is fired; sent as `PIPECRON_REASON` and kept in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Schedule,
+    CatchUp,
+    RunNow,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Schedule => "schedule",
+            Reason::CatchUp => "catch-up",
+            Reason::RunNow => "run-now",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Reason> {
+        [Reason::Schedule, Reason::CatchUp, Reason::RunNow]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+}
+
+/// Sends one trigger request, once.
+pub trait Trigger: Send + Sync {
+    fn send(&self, request: &TriggerRequest) -> impl Future<Output = Attempt> + Send;
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Succeeded,
+    /// GitLab refused, or every attempt failed before reaching it.
+    Failed,
+    /// The last attempt may have reached GitLab (a timeout): a pipeline may or may not exist.
+    Unknown,
+}
+
+/// The result of firing a slot, with retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub ending: Ending,
+    pub attempts: u32,
+    pub http_status: Option<u16>,
+    pub pipeline: Option<Pipeline>,
+    /// The classified message, for a failure.
+    pub error: Option<String>,
+    /// True when the failure was transient and retries ran out.
+    pub retries_exhausted: bool,
+}
+
+/// Exponential backoff with full jitter: before retry n (from 0), a random wait in `[0, min(cap, base·2ⁿ)]`, but
+/// at least what GitLab asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    fn wait(&self, retry: u32, at_least: Option<Duration>) -> Duration {
+        let ceiling = self.base.saturating_mul(2u32.saturating_pow(retry)).min(self.cap);
+        let jittered = ceiling.mul_f64(rand::random::<f64>());
+        jittered.max(at_least.unwrap_or(Duration::ZERO))
+    }
+}
+
+/// Sends `request`, retrying transient failures up to `retries` times. `on_retry` hears of each wait, for logs.
+pub async fn fire<T: Trigger>(
+    trigger: &T,
+    request: &TriggerRequest,
+    retries: u32,
+    backoff: Backoff,
+    mut on_retry: impl FnMut(u32, &str, Duration),
+) -> RunResult {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match trigger.send(request).await {
+            Attempt::Created(pipeline) => {
+                return RunResult {
+                    ending: Ending::Succeeded,
+                    attempts,
+                    http_status: Some(201),
+                    pipeline: Some(pipeline),
+                    error: None,
+                    retries_exhausted: false,
+                };
+            }
+            Attempt::Permanent {
+                http_status,
+                message,
+                pipeline,
+            } => {
+                return RunResult {
+                    ending: Ending::Failed,
+                    attempts,
+                    http_status,
+                    pipeline,
+                    error: Some(scrub(&message, request)),
+                    retries_exhausted: false,
+                };
+            }
+            Attempt::Transient {
+                http_status,
+                message,
+                wait,
+                maybe_sent,
+            } => {
+                let message = scrub(&message, request);
+                if attempts > retries {
+                    return RunResult {
+                        ending: if maybe_sent && http_status.is_none() {
+                            Ending::Unknown
+                        } else {
+                            Ending::Failed
+                        },
+                        attempts,
+                        http_status,
+                        pipeline: None,
+                        error: Some(format!("{message} (gave up after {attempts} attempts)")),
+                        retries_exhausted: true,
+                    };
+                }
+                let delay = backoff.wait(attempts - 1, wait);
+                on_retry(attempts, &message, delay);
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Belt and braces: no message leaves this module with the token in it, whatever a proxy echoed back.
+fn scrub(message: &str, request: &TriggerRequest) -> String {
+    let token = request.token.expose();
+    if token.is_empty() {
+        message.to_string()
+    } else {
+        message.replace(token, &request.token.masked())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! What one trigger attempt came to, classified as GitLab's answers mean it (../shared/gitlab-trigger-api.md):
+//! a pipeline, a transient failure worth retrying, or a permanent one with the message a user needs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::TriggerRequest;
+use crate::schedule::Api;
+
+/// The pipeline GitLab created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub id: u64,
+    pub iid: Option<u64>,
+    pub status: String,
+    pub web_url: Option<String>,
+}
+
+/// One attempt's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Created(Pipeline),
+    /// Worth retrying, after at least `wait` if GitLab said so. `maybe_sent`: the request may have reached GitLab
+    /// (a timeout after sending), so a pipeline may exist.
+    Transient {
+        http_status: Option<u16>,
+        message: String,
+        wait: Option<Duration>,
+        maybe_sent: bool,
+    },
+    /// Retrying would not help. A 201 whose pipeline failed at once carries it in `pipeline`.
+    Permanent {
+        http_status: Option<u16>,
+        message: String,
+        pipeline: Option<Pipeline>,
+    },
+}
+
+const NOT_FOUND: &str = "GitLab answered 404: the project does not exist, or the trigger token is wrong, revoked or \
+                         belongs to another project (a personal access token does not work here)";
+const RATE_LIMITED: &str = "Too many pipelines created in the last minute";
+
+/// Classifies GitLab's answer to `request`.
+pub fn classify(request: &TriggerRequest, status: u16, retry_after: Option<&str>, body: &str) -> Attempt {
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let message = json.as_ref().map(gitlab_message).unwrap_or_else(|| snippet(body));
+    let transient = |message: String, wait| Attempt::Transient {
+        http_status: Some(status),
+        message,
+        wait,
+        maybe_sent: true,
+    };
+    let permanent = |message: String| Attempt::Permanent {
+        http_status: Some(status),
+        message,
+        pipeline: None,
+    };
+    match status {
+        201 => created(json),
+        408 | 500 | 502 | 503 | 504 => transient(format!("GitLab answered {status}: {message}"), None),
+        429 => transient(
+            format!("GitLab answered 429, too many requests: {message}"),
+            Some(
+                retry_after
+                    .and_then(parse_retry_after)
+                    .unwrap_or(Duration::from_secs(1)),
+            ),
+        ),
+        400 if message.contains(RATE_LIMITED) => transient(
+            format!("GitLab's pipeline rate limit: {message}"),
+            Some(Duration::from_secs(60)),
+        ),
+        400 if message.contains("Reference not found") => permanent(format!(
+            "ref '{}' is not a branch or tag of project {}",
+            request.git_ref, request.project
+        )),
+        400 => permanent(format!("GitLab refused the trigger: {message}")),
+        401 => permanent(format!("GitLab answered 401, unauthorized: {message}")),
+        403 => permanent(format!("GitLab answered 403, forbidden: {message}")),
+        404 => permanent(NOT_FOUND.to_string()),
+        410 if request.api == Api::V3 => permanent("this GitLab no longer serves API v3: set `api: v4`".into()),
+        422 => permanent(format!("GitLab refused the pipeline configuration: {message}")),
+        _ => permanent(format!("GitLab answered {status}: {message}")),
+    }
+}
+
+fn created(json: Option<serde_json::Value>) -> Attempt {
+    let Some(pipeline) = json
+        .as_ref()
+        .and_then(|j| serde_json::from_value::<Pipeline>(j.clone()).ok())
+    else {
+        return Attempt::Permanent {
+            http_status: Some(201),
+            message: "GitLab answered 201 but not with a pipeline; is `gitlab` really a GitLab?".into(),
+            pipeline: None,
+        };
+    };
+    let yaml_errors = json
+        .as_ref()
+        .and_then(|j| j.get("yaml_errors"))
+        .filter(|e| !e.is_null());
+    match yaml_errors {
+        Some(errors) if pipeline.status == "failed" => Attempt::Permanent {
+            http_status: Some(201),
+            message: format!(
+                "GitLab created pipeline {} but it failed at once: {}",
+                pipeline.id,
+                text_of(errors)
+            ),
+            pipeline: Some(pipeline),
+        },
+        _ => Attempt::Created(pipeline),
+    }
+}
+
+/// GitLab's message, from `{"message": …}` (a string, or `{"base": [...]}`) or `{"error": …}`.
+fn gitlab_message(json: &serde_json::Value) -> String {
+    let message = json.get("message").or_else(|| json.get("error"));
+    match message {
+        Some(serde_json::Value::Object(fields)) => {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|(key, value)| match key.as_str() {
+                    "base" => text_of(value),
+                    _ => format!("{key}: {}", text_of(value)),
+                })
+                .collect();
+            parts.join("; ")
+        }
+        Some(other) => text_of(other),
+        None => snippet(&json.to_string()),
+    }
+}
+
+fn text_of(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items.iter().map(text_of).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
+    }
+}
+
+/// The start of a body that is not JSON (often a proxy's HTML page), on one line.
+fn snippet(body: &str) -> String {
+    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.chars().count() {
+        0 => "(empty body)".into(),
+        n if n > 200 => format!("{}…", flat.chars().take(200).collect::<String>()),
+        _ => flat,
+    }
+}
+
+/// `Retry-After` in seconds. (An HTTP date is rare here; it falls back to the default wait.)
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}

@@ -151,7 +151,71 @@ fn snippet(body: &str) -> String {
     }
 }
 
-/// `Retry-After` in seconds. (An HTTP date is rare here; it falls back to the default wait.)
+/// `Retry-After`: seconds, or an HTTP date.
 fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (date.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::schedule::Project;
+    use crate::secret::Secret;
+
+    fn request() -> TriggerRequest {
+        TriggerRequest {
+            schedule: "nightly".into(),
+            url: url::Url::parse("https://gitlab.example.com/api/v4/projects/9/trigger/pipeline").expect("valid"),
+            token: Secret::new("glptt-x".into()),
+            git_ref: "main".into(),
+            project: Project::Id(9),
+            api: Api::V4,
+            variables: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            timeout: Duration::from_secs(30),
+            ca_file: None,
+        }
+    }
+
+    fn wait_of(attempt: Attempt) -> Option<Duration> {
+        match attempt {
+            Attempt::Transient { wait, .. } => wait,
+            other => panic!("not transient: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gitlab_says_how_long_to_wait() {
+        let limit = r#"{"message":{"base":["Too many pipelines created in the last minute. Try again later."]}}"#;
+        assert_eq!(
+            wait_of(classify(&request(), 400, None, limit)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            wait_of(classify(&request(), 429, Some("30"), "Retry later")),
+            Some(Duration::from_secs(30))
+        );
+        let in_a_while = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = wait_of(classify(&request(), 429, Some(&in_a_while), "")).expect("a wait");
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        assert_eq!(wait_of(classify(&request(), 503, None, "")), None);
+    }
+
+    #[test]
+    fn a_201_that_is_not_a_pipeline_is_not_success() {
+        assert!(matches!(
+            classify(&request(), 201, None, "<html>"),
+            Attempt::Permanent { .. }
+        ));
+    }
 }

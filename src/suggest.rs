@@ -33,9 +33,6 @@ mod tests {
         assert_eq!(closest("cronn", ["cron", "ref", "timezone"]), Some("cron"));
         assert_eq!(closest("time_zone", ["cron", "ref", "timezone"]), Some("timezone"));
         assert_eq!(closest("xyz", ["cron", "ref", "timezone"]), None);
-        assert_eq!(
-            closest_n("Europe/Berln", ["Europe/Berlin", "Europe/Bern", "Asia/Tokyo"], 3)[0],
-            "Europe/Berlin"
-        );
+        assert_eq!(closest_n("Europe/Berln", ["Europe/Berlin", "Europe/Bern", "Asia/Tokyo"], 3)[0], "Europe/Berlin");
     }
 }

@@ -17,17 +17,9 @@ fn check_case(case: &str) -> common::Run {
 
 #[test]
 fn the_example_schedules_pass() {
-    let run = Pipecron::new()
-        .current_dir(repo_path(""))
-        .args(["check"])
-        .run()
-        .success();
+    let run = Pipecron::new().current_dir(repo_path("")).args(["check"]).run().success();
     assert!(run.stdout.contains("nightly-master"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("ok: 5 schedules in 2 files, 1 paused"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("ok: 5 schedules in 2 files, 1 paused"), "{}", run.stdout);
 }
 
 #[test]
@@ -44,23 +36,13 @@ fn every_broken_file_fails_with_located_messages() {
         let run = check_case(&case);
         let expect_success = case == "warnings-only" || case == "empty-file";
         assert_eq!(run.status, if expect_success { 0 } else { 1 }, "{case}: {run:#?}");
-        for line in run
-            .stderr
-            .lines()
-            .filter(|l| !l.starts_with("error: ") || l.contains(".y"))
-        {
+        for line in run.stderr.lines().filter(|l| !l.starts_with("error: ") || l.contains(".y")) {
             // Every diagnostic starts with file:line:column.
             let mut parts = line.splitn(4, ':');
             let (file, line_no, column) = (parts.next(), parts.next(), parts.next());
             assert!(file.is_some_and(|f| f.starts_with(&case)), "{case}: {line}");
-            assert!(
-                line_no.and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 0),
-                "{case}: {line}"
-            );
-            assert!(
-                column.and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 0),
-                "{case}: {line}"
-            );
+            assert!(line_no.and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 0), "{case}: {line}");
+            assert!(column.and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 0), "{case}: {line}");
         }
         assert!(!run.stderr.contains("9876543210"), "{case} printed a token");
         assert!(!run.stdout.contains("9876543210"), "{case} printed a token");
@@ -76,11 +58,7 @@ fn warnings_never_show_the_token() {
     let run = check_case("warnings-only").success();
     assert!(run.stderr.contains("warning"), "{}", run.stderr);
     assert!(!run.stderr.contains(TOKEN) && !run.stdout.contains(TOKEN));
-    assert!(
-        !run.stderr.contains("567890"),
-        "more than 4 characters shown: {}",
-        run.stderr
-    );
+    assert!(!run.stderr.contains("567890"), "more than 4 characters shown: {}", run.stderr);
 }
 
 #[test]

@@ -5,11 +5,7 @@ mod common;
 use common::{Pipecron, repo_path};
 
 fn next(args: &[&str]) -> common::Run {
-    Pipecron::new()
-        .current_dir(repo_path(""))
-        .args(["next"])
-        .args(args)
-        .run()
+    Pipecron::new().current_dir(repo_path("")).args(["next"]).args(args).run()
 }
 
 #[test]
@@ -29,15 +25,7 @@ fn needs_no_secrets_to_preview() {
     )
     .expect("writes");
     Pipecron::new()
-        .args([
-            "next",
-            "x",
-            "--count",
-            "1",
-            "--after",
-            "2026-11-24T00:00:00Z",
-            "--schedules",
-        ])
+        .args(["next", "x", "--count", "1", "--after", "2026-11-24T00:00:00Z", "--schedules"])
         .args([dir.path()])
         .run()
         .success()
@@ -46,16 +34,9 @@ fn needs_no_secrets_to_preview() {
 
 #[test]
 fn after_is_exclusive_and_count_and_json_work() {
-    next(&[
-        "--cron",
-        "30 0 * * *",
-        "--after",
-        "2026-11-25T00:30:00Z",
-        "--count",
-        "1",
-    ])
-    .success()
-    .stdout_is("2026-11-26T00:30:00+00:00\n");
+    next(&["--cron", "30 0 * * *", "--after", "2026-11-25T00:30:00Z", "--count", "1"])
+        .success()
+        .stdout_is("2026-11-26T00:30:00+00:00\n");
     next(&[
         "--cron",
         "0 0 1 * *",
@@ -94,22 +75,11 @@ fn spring_forward_in_berlin_fires_once_at_the_end_of_the_gap() {
 #[test]
 fn hash_comes_from_name_which_defaults_to_the_expression() {
     let with_name = |name: &str| {
-        next(&[
-            "--cron",
-            "H H * * *",
-            "--name",
-            name,
-            "--after",
-            "2026-11-24T00:00:00Z",
-            "--count",
-            "1",
-        ])
-        .success()
-        .stdout
+        next(&["--cron", "H H * * *", "--name", name, "--after", "2026-11-24T00:00:00Z", "--count", "1"])
+            .success()
+            .stdout
     };
-    let default = next(&["--cron", "H H * * *", "--after", "2026-11-24T00:00:00Z", "--count", "1"])
-        .success()
-        .stdout;
+    let default = next(&["--cron", "H H * * *", "--after", "2026-11-24T00:00:00Z", "--count", "1"]).success().stdout;
     assert_eq!(default, with_name("H H * * *"));
     assert_eq!(with_name("a"), with_name("a"));
     let distinct: std::collections::HashSet<String> = (0..10).map(|i| with_name(&format!("job-{i}"))).collect();
@@ -118,18 +88,10 @@ fn hash_comes_from_name_which_defaults_to_the_expression() {
 
 #[test]
 fn mistakes_are_explained() {
-    next(&["no-such-schedule"])
-        .failure()
-        .stderr_has("no schedule named 'no-such-schedule'");
-    next(&["nightly-mastr"])
-        .failure()
-        .stderr_has("did you mean 'nightly-master'?");
-    next(&["--cron", "61 * * * *"])
-        .failure()
-        .stderr_has("the minute field '61'");
-    next(&["--cron", "* * * * *", "--timezone", "Europe/Berln"])
-        .failure()
-        .stderr_has("Europe/Berlin");
+    next(&["no-such-schedule"]).failure().stderr_has("no schedule named 'no-such-schedule'");
+    next(&["nightly-mastr"]).failure().stderr_has("did you mean 'nightly-master'?");
+    next(&["--cron", "61 * * * *"]).failure().stderr_has("the minute field '61'");
+    next(&["--cron", "* * * * *", "--timezone", "Europe/Berln"]).failure().stderr_has("Europe/Berlin");
     let bad_after = next(&["--cron", "* * * * *", "--after", "yesterday"]);
     assert_eq!(bad_after.status, 2, "{bad_after:#?}");
     assert!(bad_after.stderr.contains("RFC 3339"), "{}", bad_after.stderr);

@@ -34,10 +34,7 @@ fn slot() -> chrono::DateTime<Utc> {
 async fn run(schedule: &Schedule, retries: u32) -> RunResult {
     let request = TriggerRequest::new(schedule, slot(), Reason::Schedule, &Overrides::default()).expect("a request");
     let client = GitlabClient::new().expect("a client");
-    let backoff = Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(5),
-    };
+    let backoff = Backoff { base: Duration::from_millis(1), cap: Duration::from_millis(5) };
     fire(&client, &request, retries, backoff, |_, _, _| {}).await
 }
 
@@ -53,29 +50,14 @@ async fn a_numeric_project_is_triggered_with_a_form_body_and_the_token_out_of_th
     let result = run(&schedule(&url, &body), 0).await;
     assert_eq!(result.ending, Ending::Succeeded, "{result:?}");
     let pipeline = result.pipeline.expect("a pipeline");
-    assert_eq!(
-        (pipeline.id, pipeline.iid, pipeline.status.as_str()),
-        (1001, Some(1), "created")
-    );
-    assert_eq!(
-        pipeline.web_url.as_deref(),
-        Some("https://gitlab.example.com/group/sub/project/-/pipelines/1001")
-    );
+    assert_eq!((pipeline.id, pipeline.iid, pipeline.status.as_str()), (1001, Some(1), "created"));
+    assert_eq!(pipeline.web_url.as_deref(), Some("https://gitlab.example.com/group/sub/project/-/pipelines/1001"));
 
     let [request] = fake.requests().try_into().expect("one request");
     assert_eq!(request.raw_path, "/api/v4/projects/9/trigger/pipeline");
     assert_eq!(request.query, None);
-    assert_eq!(
-        request.content_type.as_deref(),
-        Some("application/x-www-form-urlencoded")
-    );
-    assert!(
-        request
-            .user_agent
-            .as_deref()
-            .is_some_and(|ua| ua.starts_with("pipecron/")),
-        "{request:?}"
-    );
+    assert_eq!(request.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    assert!(request.user_agent.as_deref().is_some_and(|ua| ua.starts_with("pipecron/")), "{request:?}");
     assert_eq!(request.params["token"], json!(TOKEN));
     assert_eq!(request.params["ref"], json!("master"));
     assert_eq!(
@@ -98,10 +80,7 @@ async fn a_path_project_is_one_encoded_segment_and_refs_may_hold_slashes() {
     let result = run(&schedule(&url, body), 0).await;
     assert_eq!(result.ending, Ending::Succeeded, "{result:?}");
     let request = &fake.requests()[0];
-    assert_eq!(
-        request.raw_path,
-        "/api/v4/projects/group%2Fsub%2Fproject/trigger/pipeline"
-    );
+    assert_eq!(request.raw_path, "/api/v4/projects/group%2Fsub%2Fproject/trigger/pipeline");
     assert_eq!(request.params["ref"], json!("feature/x"));
 }
 
@@ -114,10 +93,7 @@ async fn inputs_are_sent_as_json_and_keep_their_types() {
     assert_eq!(result.ending, Ending::Succeeded, "{result:?}");
     let request = &fake.requests()[0];
     assert_eq!(request.content_type.as_deref(), Some("application/json"));
-    assert_eq!(
-        request.params["inputs"],
-        json!({"level": 3, "strict": true, "tags": ["a", "b"], "name": "x"})
-    );
+    assert_eq!(request.params["inputs"], json!({"level": 3, "strict": true, "tags": ["a", "b"], "name": "x"}));
     assert_eq!(request.params["variables"]["PIPECRON_REASON"], json!("schedule"));
 }
 
@@ -133,10 +109,7 @@ async fn v3_uses_trigger_builds_and_a_new_gitlab_says_410() {
     let modern = FakeGitlab::new();
     let url = modern.start().await;
     let result = run(&schedule(&url, &body), 3).await;
-    assert_eq!(
-        (result.ending, result.attempts, result.http_status),
-        (Ending::Failed, 1, Some(410))
-    );
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, Some(410)));
     assert_eq!(error_of(&result), "this GitLab no longer serves API v3: set `api: v4`");
 }
 
@@ -185,11 +158,7 @@ async fn permanent_failures_carry_their_message_and_are_not_retried() {
     ];
     for (body, status, message) in cases {
         let result = run(&schedule(&url, &body), 3).await;
-        assert_eq!(
-            (result.ending, result.attempts, result.http_status),
-            (Ending::Failed, 1, Some(status)),
-            "{body}"
-        );
+        assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, Some(status)), "{body}");
         assert_eq!(error_of(&result), message);
     }
 }
@@ -211,10 +180,7 @@ async fn other_refusals_are_shown_as_gitlab_wrote_them() {
     ];
     for (status, message) in expected {
         let result = run(&schedule, 3).await;
-        assert_eq!(
-            (result.ending, result.attempts, result.http_status),
-            (Ending::Failed, 1, Some(status))
-        );
+        assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, Some(status)));
         assert_eq!(error_of(&result), message);
     }
 }
@@ -240,19 +206,10 @@ async fn transient_failures_are_retried_until_a_pipeline_is_created() {
 async fn exhausted_retries_report_the_last_answer() {
     let fake = FakeGitlab::new();
     let url = fake.start().await;
-    fake.script([
-        Scripted::Status(503, "<h1>down</h1>".into()),
-        Scripted::Status(503, "<h1>down</h1>".into()),
-    ]);
+    fake.script([Scripted::Status(503, "<h1>down</h1>".into()), Scripted::Status(503, "<h1>down</h1>".into())]);
     let result = run(&schedule(&url, NIGHTLY), 1).await;
-    assert_eq!(
-        (result.ending, result.attempts, result.http_status),
-        (Ending::Failed, 2, Some(503))
-    );
-    assert_eq!(
-        error_of(&result),
-        "GitLab answered 503: <h1>down</h1> (gave up after 2 attempts)"
-    );
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 2, Some(503)));
+    assert_eq!(error_of(&result), "GitLab answered 503: <h1>down</h1> (gave up after 2 attempts)");
 }
 
 #[tokio::test]
@@ -262,14 +219,8 @@ async fn the_pipeline_rate_limit_is_transient() {
     let url = fake.start().await;
     fake.script([Scripted::RateLimited]);
     let result = run(&schedule(&url, NIGHTLY), 0).await;
-    assert_eq!(
-        (result.ending, result.retries_exhausted, result.http_status),
-        (Ending::Failed, true, Some(400))
-    );
-    assert!(
-        error_of(&result).contains("Too many pipelines created in the last minute"),
-        "{result:?}"
-    );
+    assert_eq!((result.ending, result.retries_exhausted, result.http_status), (Ending::Failed, true, Some(400)));
+    assert!(error_of(&result).contains("Too many pipelines created in the last minute"), "{result:?}");
 }
 
 #[tokio::test]
@@ -280,19 +231,13 @@ async fn a_timeout_leaves_the_outcome_unknown_and_a_refused_connection_fails() {
     let body = format!("{NIGHTLY}    timeout: 200ms\n");
     let result = run(&schedule(&url, &body), 0).await;
     assert_eq!(result.ending, Ending::Unknown, "{result:?}");
-    assert!(
-        error_of(&result).contains("a pipeline may have been created"),
-        "{result:?}"
-    );
+    assert!(error_of(&result).contains("a pipeline may have been created"), "{result:?}");
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
     let port = closed.local_addr().expect("an address").port();
     drop(closed);
     let result = run(&schedule(&format!("http://127.0.0.1:{port}"), NIGHTLY), 1).await;
     assert_eq!((result.ending, result.attempts), (Ending::Failed, 2), "{result:?}");
-    assert!(
-        error_of(&result).starts_with("cannot connect to 127.0.0.1"),
-        "{result:?}"
-    );
+    assert!(error_of(&result).starts_with("cannot connect to 127.0.0.1"), "{result:?}");
     assert!(!error_of(&result).contains(TOKEN));
 }

@@ -1,12 +1,12 @@
-//! `pipecron check`: lint the schedule files, then list each schedule with its next fire time.
-
-use std::io::Write;
+//! `pipecron check`: lint the schedule files, list each schedule with its next fire time, and with `--online`
+//! prove to GitLab that each project and token is valid.
 
 use chrono::{SecondsFormat, Utc};
 
-use super::{Cli, Error};
+use super::{Cli, Error, format};
 use crate::config::diag::Severity;
 use crate::schedule::Schedule;
+use crate::trigger::{self, Backoff, GitlabClient, Overrides, Reason, TriggerRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,66 +14,78 @@ pub struct Args {
     /// schedules repository in CI where the secrets are absent.
     #[arg(long)]
     skip_secrets: bool,
+    /// Also prove, for each schedule, that GitLab knows its project and token, without creating a pipeline.
+    #[arg(long, conflicts_with = "skip_secrets")]
+    online: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let loaded = super::load(cli, !args.skip_secrets);
     let errors = loaded.errors().count();
-    let warnings = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Warning)
-        .count();
+    let warnings = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
     if errors > 0 {
         return Err(Error::InvalidConfig { errors });
     }
-    let mut out = std::io::stdout().lock();
-    let rows: Vec<[String; 4]> = loaded.schedules.iter().map(row).collect();
-    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-    let widths = [width(0), width(1), width(2)];
-    for [name, cron, zone, next] in &rows {
-        writeln!(
-            out,
-            "{name:<w0$}  {cron:<w1$}  {zone:<w2$}  {next}",
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        )?;
-    }
+    let rows: Vec<Vec<String>> = loaded.schedules.iter().map(row).collect();
+    print!("{}", format::table(&rows));
     let paused = loaded.schedules.iter().filter(|s| !s.enabled).count();
-    writeln!(
-        out,
-        "ok: {} in {}{}{}",
-        plural(loaded.schedules.len(), "schedule"),
-        plural(loaded.files.len(), "file"),
-        if paused > 0 {
-            format!(", {paused} paused")
-        } else {
-            String::new()
-        },
-        if warnings > 0 {
-            format!(", {}", plural(warnings, "warning"))
-        } else {
-            String::new()
-        },
-    )?;
-    Ok(())
+    let mut summary =
+        format!("ok: {} in {}", plural(loaded.schedules.len(), "schedule"), plural(loaded.files.len(), "file"));
+    if paused > 0 {
+        summary.push_str(&format!(", {paused} paused"));
+    }
+    if warnings > 0 {
+        summary.push_str(&format!(", {}", plural(warnings, "warning")));
+    }
+    println!("{summary}");
+    match args.online {
+        true => super::block_on(online(&loaded.schedules)),
+        false => Ok(()),
+    }
 }
 
-fn row(schedule: &Schedule) -> [String; 4] {
+fn row(schedule: &Schedule) -> Vec<String> {
     let next = match (schedule.enabled, schedule.next_after(Utc::now())) {
         (false, _) => "paused".to_string(),
         (true, Some(next)) => format!("next {}", next.to_rfc3339_opts(SecondsFormat::Secs, false)),
         (true, None) => "never".to_string(),
     };
-    [
-        schedule.name.clone(),
-        schedule.cron.source().to_string(),
-        schedule.timezone.name().to_string(),
-        next,
-    ]
+    vec![schedule.name.clone(), schedule.cron.source().to_string(), schedule.timezone.name().to_string(), next]
 }
 
 fn plural(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A ref no repository can have (`..` is not allowed in git ref names), so no pipeline can be created.
+const PROBE_REF: &str = "pipecron..online-check";
+
+/// Sends each schedule's trigger with a ref that cannot exist: GitLab answers "Reference not found" when the
+/// project and token are right, and 404 when either is wrong.
+async fn online(schedules: &[Schedule]) -> Result<(), Error> {
+    let client = GitlabClient::new()?;
+    client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
+    let overrides = Overrides { git_ref: Some(PROBE_REF.into()), ..Overrides::default() };
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    for schedule in schedules {
+        let request = TriggerRequest::new(schedule, Utc::now(), Reason::RunNow, &overrides)?;
+        let result = trigger::fire(&client, &request, schedule.retries.min(2), Backoff::default(), |_, _, _| {}).await;
+        let error = result.error.unwrap_or_default();
+        let verdict = if result.http_status == Some(400) && error.contains("is not a branch or tag") {
+            format!("online ok: GitLab knows project {} and accepts the token", schedule.project)
+        } else {
+            failed += 1;
+            match result.pipeline {
+                Some(p) => format!("online FAILED: GitLab created pipeline {} for the probe ref", p.id),
+                None => format!("online FAILED: {error}"),
+            }
+        };
+        rows.push(vec![schedule.name.clone(), verdict]);
+    }
+    print!("{}", format::table(&rows));
+    match failed {
+        0 => Ok(()),
+        failed => Err(Error::OnlineCheck { failed, total: schedules.len() }),
+    }
 }

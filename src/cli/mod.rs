@@ -1,10 +1,15 @@
 //! The `pipecron` command line: argument parsing and one module per command.
 //!
 //! Commands print for people and exit with a status scripts can rely on: 0 for success, 1 when the command ran
-//! and found a problem (an invalid schedule file, an unknown name), 2 for a usage error (from clap).
+//! and found a problem (an invalid schedule file, an unknown name), 2 for a usage error; `run-now` adds 3, 4 and 5
+//! for the three ways a trigger can fail (see `Error::exit_code`).
 
 mod check;
+mod format;
+mod history;
 mod next;
+mod run_now;
+mod status;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,14 +23,12 @@ use crate::config::{self, Loaded};
 #[command(name = "pipecron", version, about = "Schedules-as-code for GitLab pipeline triggers")]
 pub struct Cli {
     /// The directory of schedule files (*.yaml, *.yml).
-    #[arg(
-        long,
-        global = true,
-        env = "PIPECRON_SCHEDULES",
-        default_value = "./schedules",
-        value_name = "DIR"
-    )]
+    #[arg(long, global = true, env = "PIPECRON_SCHEDULES", default_value = "./schedules", value_name = "DIR")]
     schedules: PathBuf,
+
+    /// The run history database (SQLite), created if missing.
+    #[arg(long, global = true, env = "PIPECRON_STATE", default_value = "./pipecron.db", value_name = "PATH")]
+    state: PathBuf,
 
     #[command(subcommand)]
     command: Command,
@@ -37,6 +40,12 @@ enum Command {
     Check(check::Args),
     /// Print a schedule's next fire times.
     Next(next::Args),
+    /// Fire a schedule's trigger once, now.
+    RunNow(run_now::Args),
+    /// Show every schedule with its last and next run, like GitLab's triggers overview.
+    Status(status::Args),
+    /// Show past runs, newest first.
+    History(history::Args),
 }
 
 /// A command's failure, as the user should read it.
@@ -50,6 +59,37 @@ pub enum Error {
     Usage(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Client(#[from] crate::trigger::client::ClientError),
+    #[error(transparent)]
+    Request(#[from] crate::trigger::request::RequestError),
+    /// GitLab refused the trigger; retrying would not help.
+    #[error("{0}")]
+    Refused(String),
+    /// Every attempt failed with a transient error.
+    #[error("{0}")]
+    GaveUp(String),
+    /// The last attempt got no answer: a pipeline may or may not exist.
+    #[error("{0}")]
+    Unknown(String),
+    #[error("{failed} of {total} schedules failed the online check")]
+    OnlineCheck { failed: usize, total: usize },
+}
+
+impl Error {
+    /// 1: a problem found before anything was sent; 2: usage; 3: GitLab refused; 4: gave up after retries;
+    /// 5: the outcome is unknown.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Refused(_) => 3,
+            Error::GaveUp(_) => 4,
+            Error::Unknown(_) => 5,
+            _ => 1,
+        }
+    }
 }
 
 /// Runs the command line and returns the process's exit status.
@@ -68,15 +108,38 @@ where
     let result = match &cli.command {
         Command::Check(args) => check::run(&cli, args),
         Command::Next(args) => next::run(&cli, args),
+        Command::RunNow(args) => block_on(run_now::run(&cli, args)),
+        Command::Status(args) => block_on(status::run(&cli, args)),
+        Command::History(args) => block_on(history::run(&cli, args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// Runs an async command on a small runtime of its own.
+fn block_on<F: std::future::Future<Output = Result<(), Error>>>(future: F) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(future)
+}
+
+/// The schedule called `name`, or an error that suggests a close name.
+fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a crate::schedule::Schedule, Error> {
+    if let Some(schedule) = loaded.schedules.iter().find(|s| s.name == name) {
+        return Ok(schedule);
+    }
+    if loaded.has_errors() {
+        return Err(Error::InvalidConfig { errors: loaded.errors().count() });
+    }
+    Err(Error::UnknownSchedule {
+        name: name.to_string(),
+        suggestion: crate::suggest::closest(name, loaded.schedules.iter().map(|s| s.name.as_str())).map(str::to_string),
+    })
 }
 
 /// The process environment, for resolving `${VAR}` references.

@@ -40,11 +40,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         (None, None) => return Err(Error::Usage("give a schedule name or --cron EXPR".into())),
     };
     let after = args.after.unwrap_or_else(Utc::now);
-    let times: Vec<String> = cron
-        .iter_after(tz, after)
-        .take(args.count)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
-        .collect();
+    let times: Vec<String> =
+        cron.iter_after(tz, after).take(args.count).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)).collect();
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::Value::from(times))?;
@@ -61,15 +58,8 @@ fn from_command_line(expr: &str, args: &Args) -> Result<(CronExpr, Tz), Error> {
     let cron = CronExpr::parse(expr, name).map_err(|e| Error::Usage(format!("--cron: {e}")))?;
     let tz = args.timezone.parse::<Tz>().map_err(|_| {
         let close = crate::suggest::closest_n(&args.timezone, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()), 3);
-        let hint = if close.is_empty() {
-            "an IANA name such as Europe/Berlin".to_string()
-        } else {
-            close.join(", ")
-        };
-        Error::Usage(format!(
-            "--timezone: unknown time zone '{}'; did you mean {hint}?",
-            args.timezone
-        ))
+        let hint = if close.is_empty() { "an IANA name such as Europe/Berlin".to_string() } else { close.join(", ") };
+        Error::Usage(format!("--timezone: unknown time zone '{}'; did you mean {hint}?", args.timezone))
     })?;
     Ok((cron, tz))
 }
@@ -77,21 +67,11 @@ fn from_command_line(expr: &str, args: &Args) -> Result<(CronExpr, Tz), Error> {
 /// A configured schedule. Secrets are not needed to preview, so they are not resolved.
 fn from_config(cli: &Cli, name: &str) -> Result<(CronExpr, Tz), Error> {
     let loaded = super::load(cli, false);
-    if let Some(schedule) = loaded.schedules.iter().find(|s| s.name == name) {
-        if !schedule.enabled {
-            eprintln!("note: schedule '{name}' is paused (enabled: false); these are the times it would fire");
-        }
-        return Ok((schedule.cron.clone(), schedule.timezone));
+    let schedule = super::find(&loaded, name)?;
+    if !schedule.enabled {
+        eprintln!("note: schedule '{name}' is paused (enabled: false); these are the times it would fire");
     }
-    if loaded.has_errors() {
-        return Err(Error::InvalidConfig {
-            errors: loaded.errors().count(),
-        });
-    }
-    Err(Error::UnknownSchedule {
-        name: name.to_string(),
-        suggestion: crate::suggest::closest(name, loaded.schedules.iter().map(|s| s.name.as_str())).map(str::to_string),
-    })
+    Ok((schedule.cron.clone(), schedule.timezone))
 }
 
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {

@@ -85,10 +85,6 @@ impl Reporter<'_> {
 
     /// The same reporter, for another scope of the same file.
     pub fn scoped(&mut self, scope: Scope) -> Reporter<'_> {
-        Reporter {
-            file: self.file,
-            scope,
-            out: self.out,
-        }
+        Reporter { file: self.file, scope, out: self.out }
     }
 }

@@ -139,15 +139,10 @@ impl Reader<'_> {
                 rep.error(node.pos, Some(name), message);
             }
         }
-        if let (Some(token), Some(file)) = (
-            entries.iter().find(|(k, _)| k.name == "token"),
-            entries.iter().find(|(k, _)| k.name == "token_file"),
-        ) {
-            let later = if token.0.pos.line > file.0.pos.line {
-                &token.0
-            } else {
-                &file.0
-            };
+        if let (Some(token), Some(file)) =
+            (entries.iter().find(|(k, _)| k.name == "token"), entries.iter().find(|(k, _)| k.name == "token_file"))
+        {
+            let later = if token.0.pos.line > file.0.pos.line { &token.0 } else { &file.0 };
             rep.error(later.pos, Some(&later.name), "set either token or token_file, not both");
             fields.credential = None;
         }
@@ -218,10 +213,7 @@ impl Reader<'_> {
         if secret.as_deref() == Some("") {
             return Err("the token is empty".into());
         }
-        Ok(Credential {
-            source,
-            secret: secret.map(Secret::new),
-        })
+        Ok(Credential { source, secret: secret.map(Secret::new) })
     }
 
     fn token_file(&self, node: &Node) -> Result<Credential, String> {
@@ -231,10 +223,7 @@ impl Reader<'_> {
             None => None,
             Some(_) => Some(read_token_file(&path)?),
         };
-        Ok(Credential {
-            source: TokenSource::File(path),
-            secret,
-        })
+        Ok(Credential { source: TokenSource::File(path), secret })
     }
 
     fn ca_file(&self, node: &Node) -> Result<PathBuf, String> {
@@ -273,23 +262,12 @@ impl Reader<'_> {
             };
         }
         if let Some(rest) = path.strip_prefix("https://").or_else(|| path.strip_prefix("http://")) {
-            let suggestion = rest
-                .split_once('/')
-                .map(|(_, p)| p.trim_end_matches('/'))
-                .unwrap_or(rest);
-            return Err(format!(
-                "'{path}' is a URL; write the project path only, such as {suggestion}"
-            ));
+            let suggestion = rest.split_once('/').map(|(_, p)| p.trim_end_matches('/')).unwrap_or(rest);
+            return Err(format!("'{path}' is a URL; write the project path only, such as {suggestion}"));
         }
         let segments: Vec<&str> = path.split('/').collect();
-        if segments.len() < 2
-            || segments
-                .iter()
-                .any(|s| s.is_empty() || s.chars().any(char::is_whitespace))
-        {
-            return Err(format!(
-                "'{path}' is neither a positive integer nor a project path; {hint}"
-            ));
+        if segments.len() < 2 || segments.iter().any(|s| s.is_empty() || s.chars().any(char::is_whitespace)) {
+            return Err(format!("'{path}' is neither a positive integer nor a project path; {hint}"));
         }
         Ok(Project::Path(path.to_string()))
     }
@@ -315,10 +293,7 @@ impl Reader<'_> {
 
     fn variables(&self, node: &Node, out: &mut BTreeMap<String, At<String>>, rep: &mut Reporter) -> Result<(), String> {
         let Value::Map(entries) = &node.value else {
-            return Err(format!(
-                "expected a mapping of NAME: value, found {}",
-                node.value.kind()
-            ));
+            return Err(format!("expected a mapping of NAME: value, found {}", node.value.kind()));
         };
         for (key, value) in entries {
             let path = format!("variables.{}", key.name);
@@ -336,13 +311,7 @@ impl Reader<'_> {
             };
             match text {
                 Ok(text) => {
-                    out.insert(
-                        key.name.clone(),
-                        At {
-                            pos: key.pos,
-                            value: text,
-                        },
-                    );
+                    out.insert(key.name.clone(), At { pos: key.pos, value: text });
                 }
                 Err(message) => rep.error(value.pos, Some(&path), message),
             }
@@ -352,20 +321,11 @@ impl Reader<'_> {
 
     fn inputs(&self, node: &Node, out: &mut BTreeMap<String, At<serde_json::Value>>) -> Result<(), String> {
         let Value::Map(entries) = &node.value else {
-            return Err(format!(
-                "expected a mapping of name: value, found {}",
-                node.value.kind()
-            ));
+            return Err(format!("expected a mapping of name: value, found {}", node.value.kind()));
         };
         for (key, value) in entries {
             let json = self.json(value).map_err(|e| format!("input '{}': {e}", key.name))?;
-            out.insert(
-                key.name.clone(),
-                At {
-                    pos: key.pos,
-                    value: json,
-                },
-            );
+            out.insert(key.name.clone(), At { pos: key.pos, value: json });
         }
         Ok(())
     }
@@ -377,16 +337,13 @@ impl Reader<'_> {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .ok_or("NaN and infinity are not valid input values")?,
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map(J::Number).ok_or("NaN and infinity are not valid input values")?
+            }
             Value::String(_) => J::String(self.interpolated(node)?.text),
             Value::Seq(items) => J::Array(items.iter().map(|i| self.json(i)).collect::<Result<_, _>>()?),
             Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| Ok((k.name.clone(), self.json(v)?)))
-                    .collect::<Result<_, String>>()?,
+                entries.iter().map(|(k, v)| Ok((k.name.clone(), self.json(v)?))).collect::<Result<_, String>>()?,
             ),
         })
     }
@@ -427,20 +384,14 @@ fn duration(node: &Node) -> Result<Duration, String> {
         Value::Int(0) => Ok(Duration::ZERO),
         Value::Int(n) => Err(format!("{n} has no unit; write e.g. {n}s or {n}m")),
         Value::String(s) => crate::duration::parse(s),
-        other => Err(format!(
-            "expected a duration such as 90s, 15m or 2h30m, found {}",
-            other.kind()
-        )),
+        other => Err(format!("expected a duration such as 90s, 15m or 2h30m, found {}", other.kind())),
     }
 }
 
 fn retries(node: &Node) -> Result<u32, String> {
     match &node.value {
         Value::Int(n) => u32::try_from(*n).map_err(|_| format!("{n} is not a number of retries; write 0 or more")),
-        other => Err(format!(
-            "expected a whole number of retries, such as 5, found {}",
-            other.kind()
-        )),
+        other => Err(format!("expected a whole number of retries, such as 5, found {}", other.kind())),
     }
 }
 
@@ -448,9 +399,7 @@ fn api(text: &str) -> Result<Api, String> {
     match text {
         "v4" => Ok(Api::V4),
         "v3" => Ok(Api::V3),
-        other => Err(format!(
-            "'{other}' is not an API version; write v4, or v3 for GitLab older than 11"
-        )),
+        other => Err(format!("'{other}' is not an API version; write v4, or v3 for GitLab older than 11")),
     }
 }
 
@@ -481,9 +430,7 @@ fn gitlab_url(text: &str) -> Result<Url, String> {
     }
     let path = url.path().trim_end_matches('/');
     if path.ends_with("/api") || path.contains("/api/v") {
-        return Err(format!(
-            "write the base URL without /api (pipecron adds /api/v4 itself); {hint}"
-        ));
+        return Err(format!("write the base URL without /api (pipecron adds /api/v4 itself); {hint}"));
     }
     Ok(url)
 }
@@ -505,9 +452,7 @@ fn variable_name(name: &str) -> Result<(), String> {
         ));
     }
     if name.to_ascii_uppercase().starts_with(RESERVED_PREFIX) {
-        return Err(format!(
-            "'{name}' starts with {RESERVED_PREFIX}, which pipecron reserves for its own variables"
-        ));
+        return Err(format!("'{name}' starts with {RESERVED_PREFIX}, which pipecron reserves for its own variables"));
     }
     Ok(())
 }

@@ -53,11 +53,7 @@ pub fn interpolate(text: &str, env: Option<Env>) -> Result<Interpolated, String>
         }
     }
     out.push_str(rest);
-    Ok(Interpolated {
-        resolved: env.is_some() || vars.is_empty(),
-        text: out,
-        vars,
-    })
+    Ok(Interpolated { resolved: env.is_some() || vars.is_empty(), text: out, vars })
 }
 
 pub fn is_var_name(name: &str) -> bool {
@@ -86,27 +82,17 @@ mod tests {
     fn resolves_references_and_escapes() {
         assert_eq!(resolve("${TOKEN}"), Ok("glptt-secret".into()));
         assert_eq!(resolve("a-${TOKEN}-b"), Ok("a-glptt-secret-b".into()));
-        assert_eq!(
-            resolve("$${TOKEN} $CI_COMMIT_SHA $"),
-            Ok("${TOKEN} $CI_COMMIT_SHA $".into())
-        );
+        assert_eq!(resolve("$${TOKEN} $CI_COMMIT_SHA $"), Ok("${TOKEN} $CI_COMMIT_SHA $".into()));
         let found = interpolate("${TOKEN}", Some(&env)).expect("resolves");
         assert_eq!(found.vars, ["TOKEN"]);
     }
 
     #[test]
     fn names_the_variable_but_never_a_value() {
-        assert_eq!(
-            resolve("${MISSING}"),
-            Err("environment variable MISSING is not set".into())
-        );
+        assert_eq!(resolve("${MISSING}"), Err("environment variable MISSING is not set".into()));
         assert_eq!(resolve("${EMPTY}"), Err("environment variable EMPTY is empty".into()));
         assert!(resolve("${TOKEN").expect_err("unclosed").contains("not closed"));
-        assert!(
-            resolve("${1X}")
-                .expect_err("bad name")
-                .contains("not a valid variable reference")
-        );
+        assert!(resolve("${1X}").expect_err("bad name").contains("not a valid variable reference"));
     }
 
     #[test]

@@ -58,11 +58,7 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
     let mut first_use: HashMap<String, (PathBuf, Pos)> = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file);
-        let mut rep = Reporter {
-            file: &file,
-            scope: Scope::File,
-            out: &mut loaded.diagnostics,
-        };
+        let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
         let schedules = match text {
             Ok(text) => load_file(&text, &file, env, &mut rep),
             Err(error) => {
@@ -96,9 +92,7 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
         ));
     }
     // Files are read in name order; within a file, report top to bottom.
-    loaded
-        .diagnostics
-        .sort_by_key(|d| (d.file.clone(), d.pos.line, d.pos.column));
+    loaded.diagnostics.sort_by_key(|d| (d.file.clone(), d.pos.line, d.pos.column));
     loaded
 }
 
@@ -122,10 +116,7 @@ fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| {
             let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-            let hidden = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'));
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
             yaml && !hidden && path.is_file()
         })
         .collect();
@@ -152,10 +143,7 @@ pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) 
             rep.error(
                 root.pos,
                 None,
-                format!(
-                    "expected a mapping with 'schedules:' (and optional 'defaults:'), found {}",
-                    other.kind()
-                ),
+                format!("expected a mapping with 'schedules:' (and optional 'defaults:'), found {}", other.kind()),
             );
             return Vec::new();
         }
@@ -191,11 +179,7 @@ fn read_defaults(reader: &Reader, node: &Node, rep: &mut Reporter) -> Fields {
         Value::Map(entries) => reader.read(entries, &KEYS[1..], &mut rep),
         Value::Null => Fields::default(),
         other => {
-            rep.error(
-                node.pos,
-                None,
-                format!("defaults must be a mapping of schedule keys, found {}", other.kind()),
-            );
+            rep.error(node.pos, None, format!("defaults must be a mapping of schedule keys, found {}", other.kind()));
             Fields::default()
         }
     }
@@ -205,11 +189,7 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
     let entries = match &node.value {
         Value::Map(entries) => entries,
         Value::Null => {
-            rep.warning(
-                key.pos,
-                Some("schedules"),
-                "no schedules are defined under 'schedules:'",
-            );
+            rep.warning(key.pos, Some("schedules"), "no schedules are defined under 'schedules:'");
             return Vec::new();
         }
         Value::Seq(_) => {
@@ -239,10 +219,7 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
                     rep.error(
                         body.pos,
                         None,
-                        format!(
-                            "expected the schedule's keys (cron, project, ref, ...), found {}",
-                            other.kind()
-                        ),
+                        format!("expected the schedule's keys (cron, project, ref, ...), found {}", other.kind()),
                     );
                     return None;
                 }
@@ -253,15 +230,10 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     match valid {
         true => Ok(()),
-        false => Err(format!(
-            "'{name}' is not a valid schedule name; use letters, digits, '.', '_' and '-'"
-        )),
+        false => Err(format!("'{name}' is not a valid schedule name; use letters, digits, '.', '_' and '-'")),
     }
 }
 
@@ -286,16 +258,8 @@ mod resolve {
         ] {
             let given = f.seen.contains(key) || (key == "token" && f.seen.contains("token_file"));
             if !given {
-                let place = if key == "cron" {
-                    ""
-                } else {
-                    " or to the file's defaults"
-                };
-                rep.error(
-                    name.pos,
-                    Some(key),
-                    format!("missing; add {example} to this schedule{place}"),
-                );
+                let place = if key == "cron" { "" } else { " or to the file's defaults" };
+                rep.error(name.pos, Some(key), format!("missing; add {example} to this schedule{place}"));
             }
         }
         let timezone = f.timezone.map(|t| t.value).unwrap_or(chrono_tz::UTC);
@@ -319,10 +283,7 @@ mod resolve {
             rep.error(
                 pos,
                 Some("inputs"),
-                format!(
-                    "{} inputs, but GitLab accepts at most {MAX_INPUTS} per pipeline",
-                    f.inputs.len()
-                ),
+                format!("{} inputs, but GitLab accepts at most {MAX_INPUTS} per pipeline", f.inputs.len()),
             );
         }
         let (Some(cron), Some(gitlab), Some(credential), Some(project), Some(git_ref)) =
@@ -361,10 +322,7 @@ mod resolve {
             rep.error(
                 pos,
                 Some("cron"),
-                format!(
-                    "'{}' never fires: no date matches it; check the day and month fields",
-                    expr.source()
-                ),
+                format!("'{}' never fires: no date matches it; check the day and month fields", expr.source()),
             );
             return None;
         }

@@ -11,11 +11,7 @@ fn env(name: &str) -> Option<String> {
 
 fn load_text(text: &str, resolve: bool) -> (Vec<Schedule>, Vec<Diagnostic>) {
     let mut out = Vec::new();
-    let mut rep = Reporter {
-        file: Path::new("test.yaml"),
-        scope: Scope::File,
-        out: &mut out,
-    };
+    let mut rep = Reporter { file: Path::new("test.yaml"), scope: Scope::File, out: &mut out };
     let env: Option<Env> = if resolve { Some(&env) } else { None };
     let schedules = load_file(text, Path::new("test.yaml"), env, &mut rep);
     (schedules, out)
@@ -48,18 +44,12 @@ schedules:
 fn defaults_fill_gaps_and_maps_merge_key_by_key() {
     let (schedules, diagnostics) = load_text(FILE, true);
     assert_eq!(diagnostics, vec![]);
-    let [nightly, other] = schedules.as_slice() else {
-        panic!("two schedules, got {schedules:?}")
-    };
+    let [nightly, other] = schedules.as_slice() else { panic!("two schedules, got {schedules:?}") };
     assert_eq!(nightly.timezone, chrono_tz::Europe::Berlin);
     assert_eq!(other.timezone, chrono_tz::UTC);
     assert_eq!(nightly.project, Project::Path("group/sub/project".into()));
     assert_eq!(other.project, Project::Id(42));
-    let vars: Vec<(&str, &str)> = nightly
-        .variables
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let vars: Vec<(&str, &str)> = nightly.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(vars, [("A", "from-defaults"), ("B", "own"), ("C", "3"), ("D", "true")]);
     assert_eq!(nightly.inputs["level"], serde_json::json!(1));
     assert_eq!(nightly.inputs["flags"], serde_json::json!(["a", "b"]));

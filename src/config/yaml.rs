@@ -19,10 +19,7 @@ pub struct Pos {
 
 impl From<Location> for Pos {
     fn from(location: Location) -> Self {
-        Pos {
-            line: location.line(),
-            column: location.column(),
-        }
+        Pos { line: location.line(), column: location.column() }
     }
 }
 
@@ -89,10 +86,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     };
     match serde_saphyr::from_str_with_options::<Option<Node>>(text, options) {
         Ok(Some(node)) => Ok(node),
-        Ok(None) => Ok(Node {
-            pos: Pos { line: 1, column: 1 },
-            value: Value::Null,
-        }),
+        Ok(None) => Ok(Node { pos: Pos { line: 1, column: 1 }, value: Value::Null }),
         Err(error) => Err(SyntaxError {
             pos: error.location().map(Pos::from).unwrap_or_default(),
             message: syntax_message(&error),
@@ -114,20 +108,14 @@ fn syntax_message(error: &serde_saphyr::Error) -> String {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(deserializer)?;
-        Ok(Node {
-            pos: spanned.referenced.into(),
-            value: spanned.value,
-        })
+        Ok(Node { pos: spanned.referenced.into(), value: spanned.value })
     }
 }
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<KeyText>::deserialize(deserializer)?;
-        Ok(Key {
-            pos: spanned.referenced.into(),
-            name: spanned.value.0,
-        })
+        Ok(Key { pos: spanned.referenced.into(), name: spanned.value.0 })
     }
 }
 
@@ -231,43 +219,24 @@ mod tests {
     #[test]
     fn nodes_know_where_they_were_written() {
         let node = parse("a:\n  b: 5\n  c: [x, true]\n").expect("valid YAML");
-        let Value::Map(top) = node.value else {
-            panic!("not a map")
-        };
+        let Value::Map(top) = node.value else { panic!("not a map") };
         assert_eq!(top[0].0.name, "a");
         assert_eq!(top[0].0.pos, at(1, 1));
-        let Value::Map(inner) = &top[0].1.value else {
-            panic!("not a map")
-        };
+        let Value::Map(inner) = &top[0].1.value else { panic!("not a map") };
         assert_eq!(inner[0].0.pos, at(2, 3));
-        assert_eq!(
-            inner[0].1,
-            Node {
-                pos: at(2, 6),
-                value: Value::Int(5)
-            }
-        );
-        let Value::Seq(items) = &inner[1].1.value else {
-            panic!("not a list")
-        };
+        assert_eq!(inner[0].1, Node { pos: at(2, 6), value: Value::Int(5) });
+        let Value::Seq(items) = &inner[1].1.value else { panic!("not a list") };
         assert_eq!(items[1].value, Value::Bool(true));
     }
 
     #[test]
     fn booleans_are_strict_and_quoted_scalars_are_strings() {
         let node = parse("a: yes\nb: \"5\"\nc: on\nd: ~\n").expect("valid YAML");
-        let Value::Map(top) = node.value else {
-            panic!("not a map")
-        };
+        let Value::Map(top) = node.value else { panic!("not a map") };
         let values: Vec<_> = top.into_iter().map(|(_, n)| n.value).collect();
         assert_eq!(
             values,
-            vec![
-                Value::String("yes".into()),
-                Value::String("5".into()),
-                Value::String("on".into()),
-                Value::Null
-            ]
+            vec![Value::String("yes".into()), Value::String("5".into()), Value::String("on".into()), Value::Null]
         );
     }
 

@@ -18,20 +18,12 @@ pub enum Field {
     DayOfWeek,
 }
 
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
+const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl Field {
-    pub const ALL: [Field; 6] = [
-        Field::Second,
-        Field::Minute,
-        Field::Hour,
-        Field::DayOfMonth,
-        Field::Month,
-        Field::DayOfWeek,
-    ];
+    pub const ALL: [Field; 6] =
+        [Field::Second, Field::Minute, Field::Hour, Field::DayOfMonth, Field::Month, Field::DayOfWeek];
 
     /// The values the field accepts. Day-of-week 7 is Sunday, as is 0.
     pub fn range(self) -> (u32, u32) {
@@ -133,9 +125,7 @@ fn parse_item(field: Field, item: &str, hash: u64) -> Result<String, String> {
             let (from, to) = range.split_once('-').unwrap_or((range, ""));
             let (from, to) = (value(field, from)?, value(field, to)?);
             if from > to && !(field == Field::DayOfWeek && to == 0) {
-                return Err(format!(
-                    "{from}-{to} runs backwards; write it as two ranges, {from}-{hi},{lo}-{to}"
-                ));
+                return Err(format!("{from}-{to} runs backwards; write it as two ranges, {from}-{hi},{lo}-{to}"));
             }
             let to = if field == Field::DayOfWeek && to == 0 { 7 } else { to };
             Ok(format!("{from}-{to}{step_text}"))
@@ -169,10 +159,9 @@ fn value(field: Field, text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(v),
         Ok(v) => Err(format!("{v} is out of range; use {}", field.allowed())),
-        Err(_) if text.is_empty() => Err(format!(
-            "a range needs a value on both sides of '-'; use {}",
-            field.allowed()
-        )),
+        Err(_) if text.is_empty() => {
+            Err(format!("a range needs a value on both sides of '-'; use {}", field.allowed()))
+        }
         Err(_) => {
             let hint = crate::suggest::closest(text, field.names().iter().copied())
                 .map(|name| format!(" (did you mean {name}?)"))
@@ -273,10 +262,7 @@ mod tests {
     fn ranges_steps_and_bounds_are_checked() {
         assert_eq!(text(Field::Minute, "*/15"), "*/15");
         assert_eq!(text(Field::Minute, "10-40/10"), "10-40/10");
-        assert_eq!(
-            error(Field::Minute, "61"),
-            "the minute field '61': 61 is out of range; use 0-59"
-        );
+        assert_eq!(error(Field::Minute, "61"), "the minute field '61': 61 is out of range; use 0-59");
         assert!(error(Field::Hour, "22-2").contains("22-23,0-2"));
         assert!(error(Field::Minute, "*/0").contains("1 or more"));
         assert!(error(Field::Minute, "5/10").contains("5-59/10"));
@@ -296,17 +282,9 @@ mod tests {
     #[test]
     fn hash_stays_within_its_range() {
         for hash in 0..500u64 {
-            let v: u32 = parse(Field::Minute, "H(0-29)", hash)
-                .expect("valid")
-                .text
-                .parse()
-                .expect("a number");
+            let v: u32 = parse(Field::Minute, "H(0-29)", hash).expect("valid").text.parse().expect("a number");
             assert!(v <= 29);
-            let d: u32 = parse(Field::DayOfMonth, "H", hash)
-                .expect("valid")
-                .text
-                .parse()
-                .expect("a number");
+            let d: u32 = parse(Field::DayOfMonth, "H", hash).expect("valid").text.parse().expect("a number");
             assert!((1..=28).contains(&d));
             let stepped = parse(Field::Minute, "H/15", hash).expect("valid").text;
             let start: u32 = stepped.split('-').next().and_then(|s| s.parse().ok()).expect("a start");

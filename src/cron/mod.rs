@@ -100,10 +100,7 @@ impl CronExpr {
 
     /// True when the seconds field fires more than once a minute.
     pub fn is_sub_minute(&self) -> bool {
-        (0..60)
-            .filter(|s| self.cron.pattern.second_match(*s).unwrap_or(false))
-            .count()
-            > 1
+        (0..60).filter(|s| self.cron.pattern.second_match(*s).unwrap_or(false)).count() > 1
     }
 
     /// The first instant strictly after `after` at which the expression fires in `tz`, or `None` if it never does
@@ -154,9 +151,7 @@ impl CronExpr {
 
     /// Fire times after `after`, in order.
     pub fn iter_after(&self, tz: Tz, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Tz>> + '_ {
-        std::iter::successors(self.next_after(tz, after), move |prev| {
-            self.next_after(tz, prev.with_timezone(&Utc))
-        })
+        std::iter::successors(self.next_after(tz, after), move |prev| self.next_after(tz, prev.with_timezone(&Utc)))
     }
 }
 
@@ -166,9 +161,7 @@ impl CronExpr {
 fn earliest_local_time(tz: Tz, after: DateTime<Utc>) -> NaiveDateTime {
     let offset = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local() - t.naive_utc();
     let smallest = offset(after).min(offset(after + Duration::days(2)));
-    (after.naive_utc() + smallest)
-        .with_nanosecond(0)
-        .unwrap_or(after.naive_utc())
+    (after.naive_utc() + smallest).with_nanosecond(0).unwrap_or(after.naive_utc())
 }
 
 fn expand_nickname(expr: &str) -> Result<String, CronError> {
@@ -193,9 +186,7 @@ fn expand_nickname(expr: &str) -> Result<String, CronError> {
 
 /// FNV-1a: stable across Rust versions and machines, which `std`'s hasher is not promised to be.
 fn hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Gives each field its own well-spread value from the name's hash (splitmix64's finaliser).

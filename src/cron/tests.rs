@@ -5,9 +5,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .expect("a valid test instant")
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(rfc3339).expect("a valid test instant").with_timezone(&Utc)
 }
 
 fn zone(name: &str) -> Tz {
@@ -17,17 +15,11 @@ fn zone(name: &str) -> Tz {
 /// The first `n` fire times after `after`, as `pipecron next` prints them.
 fn fires(expr: &str, tz: &str, after: &str, n: usize) -> Vec<String> {
     let cron = CronExpr::parse(expr, "test").expect("a valid expression");
-    cron.iter_after(zone(tz), at(after))
-        .take(n)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
-        .collect()
+    cron.iter_after(zone(tz), at(after)).take(n).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)).collect()
 }
 
 fn days(expr: &str, after: &str, n: usize) -> Vec<String> {
-    fires(expr, "UTC", after, n)
-        .into_iter()
-        .map(|t| t[..10].to_string())
-        .collect()
+    fires(expr, "UTC", after, n).into_iter().map(|t| t[..10].to_string()).collect()
 }
 
 #[test]
@@ -54,15 +46,9 @@ fn both_day_fields_must_match_when_one_starts_with_a_star() {
         ["2026-06-01", "2026-06-15", "2026-06-29", "2026-07-13", "2026-07-27"]
     );
     // `*` in day-of-month: only the weekday counts.
-    assert_eq!(
-        days("0 0 * * 1", "2026-05-31T12:00:00Z", 2),
-        ["2026-06-01", "2026-06-08"]
-    );
+    assert_eq!(days("0 0 * * 1", "2026-05-31T12:00:00Z", 2), ["2026-06-01", "2026-06-08"]);
     // `*` in day-of-week: only the day of the month counts.
-    assert_eq!(
-        days("0 0 1,15 * *", "2026-05-31T12:00:00Z", 2),
-        ["2026-06-01", "2026-06-15"]
-    );
+    assert_eq!(days("0 0 1,15 * *", "2026-05-31T12:00:00Z", 2), ["2026-06-01", "2026-06-15"]);
 }
 
 #[test]
@@ -71,14 +57,8 @@ fn sunday_is_0_and_7_and_names_work() {
     assert_eq!(sundays, ["2026-11-29", "2026-12-06", "2026-12-13"]);
     assert_eq!(days("0 12 * * 7", "2026-11-24T00:00:00Z", 3), sundays);
     assert_eq!(days("0 12 * * sun", "2026-11-24T00:00:00Z", 3), sundays);
-    assert_eq!(
-        days("0 0 1 jan,JUL *", "2026-11-24T00:00:00Z", 2),
-        ["2027-01-01", "2027-07-01"]
-    );
-    assert_eq!(
-        days("0 0 * * MON-FRI", "2026-11-27T12:00:00Z", 3),
-        ["2026-11-30", "2026-12-01", "2026-12-02"]
-    );
+    assert_eq!(days("0 0 1 jan,JUL *", "2026-11-24T00:00:00Z", 2), ["2027-01-01", "2027-07-01"]);
+    assert_eq!(days("0 0 * * MON-FRI", "2026-11-27T12:00:00Z", 3), ["2026-11-30", "2026-12-01", "2026-12-02"]);
 }
 
 #[test]
@@ -94,11 +74,7 @@ fn ranges_with_steps() {
     );
     assert_eq!(
         fires("0 */8 * * *", "UTC", "2026-11-24T01:00:00Z", 3),
-        [
-            "2026-11-24T08:00:00+00:00",
-            "2026-11-24T16:00:00+00:00",
-            "2026-11-25T00:00:00+00:00"
-        ]
+        ["2026-11-24T08:00:00+00:00", "2026-11-24T16:00:00+00:00", "2026-11-25T00:00:00+00:00"]
     );
 }
 
@@ -114,11 +90,7 @@ fn nicknames_and_the_seconds_field() {
     assert_eq!(fires("@HOURLY", "UTC", after, 1), ["2026-11-24T11:00:00+00:00"]);
     assert_eq!(
         fires("*/20 * * * * *", "UTC", after, 3),
-        [
-            "2026-11-24T10:20:40+00:00",
-            "2026-11-24T10:21:00+00:00",
-            "2026-11-24T10:21:20+00:00"
-        ]
+        ["2026-11-24T10:20:40+00:00", "2026-11-24T10:21:00+00:00", "2026-11-24T10:21:20+00:00"]
     );
     assert!(CronExpr::parse("*/20 * * * * *", "x").expect("valid").is_sub_minute());
     assert!(!CronExpr::parse("5 * * * * *", "x").expect("valid").is_sub_minute());
@@ -127,14 +99,8 @@ fn nicknames_and_the_seconds_field() {
 
 #[test]
 fn after_is_exclusive_and_subsecond_instants_work() {
-    assert_eq!(
-        fires("30 0 * * *", "UTC", "2026-11-25T00:30:00Z", 1),
-        ["2026-11-26T00:30:00+00:00"]
-    );
-    assert_eq!(
-        fires("30 0 * * *", "UTC", "2026-11-25T00:29:59.999Z", 1),
-        ["2026-11-25T00:30:00+00:00"]
-    );
+    assert_eq!(fires("30 0 * * *", "UTC", "2026-11-25T00:30:00Z", 1), ["2026-11-26T00:30:00+00:00"]);
+    assert_eq!(fires("30 0 * * *", "UTC", "2026-11-25T00:29:59.999Z", 1), ["2026-11-25T00:30:00+00:00"]);
 }
 
 #[test]
@@ -150,10 +116,8 @@ fn hash_is_stable_per_name_and_spreads_names() {
     for i in 0..50 {
         let cron = CronExpr::parse("H(0-29) H(1-3) * * *", &format!("job-{i}")).expect("valid");
         let next = cron.next_after(zone("UTC"), at("2026-11-24T00:00:00Z")).expect("fires");
-        let (m, h): (u32, u32) = (
-            next.format("%M").to_string().parse().unwrap_or(99),
-            next.format("%H").to_string().parse().unwrap_or(99),
-        );
+        let (m, h): (u32, u32) =
+            (next.format("%M").to_string().parse().unwrap_or(99), next.format("%H").to_string().parse().unwrap_or(99));
         assert!(m <= 29 && (1..=3).contains(&h), "{next}");
     }
 }
@@ -220,11 +184,7 @@ const DST_TABLE: &[(&str, &str, &str, &[&str])] = &[
         "Europe/Berlin",
         "30 * * * *",
         "2026-03-29T00:00:00+01:00",
-        &[
-            "2026-03-29T00:30:00+01:00",
-            "2026-03-29T01:30:00+01:00",
-            "2026-03-29T03:30:00+02:00",
-        ],
+        &["2026-03-29T00:30:00+01:00", "2026-03-29T01:30:00+01:00", "2026-03-29T03:30:00+02:00"],
     ),
     (
         "Europe/Berlin",
@@ -268,12 +228,7 @@ const DST_TABLE: &[(&str, &str, &str, &[&str])] = &[
         "2026-10-25T02:45:00+02:00",
         &["2026-10-25T02:15:00+01:00", "2026-10-25T03:15:00+01:00"],
     ),
-    (
-        "Europe/Berlin",
-        "15 2 * * *",
-        "2026-10-25T02:45:00+02:00",
-        &["2026-10-26T02:15:00+01:00"],
-    ),
+    ("Europe/Berlin", "15 2 * * *", "2026-10-25T02:45:00+02:00", &["2026-10-26T02:15:00+01:00"]),
     // Europe/Berlin 2027.
     (
         "Europe/Berlin",
@@ -312,12 +267,7 @@ const DST_TABLE: &[(&str, &str, &str, &[&str])] = &[
             "2026-11-01T02:00:00-05:00",
         ],
     ),
-    (
-        "America/New_York",
-        "30 2 * * *",
-        "2027-03-13T12:00:00Z",
-        &["2027-03-14T03:00:00-04:00"],
-    ),
+    ("America/New_York", "30 2 * * *", "2027-03-13T12:00:00Z", &["2027-03-14T03:00:00-04:00"]),
     (
         "America/New_York",
         "30 1 * * *",
@@ -354,12 +304,7 @@ const DST_TABLE: &[(&str, &str, &str, &[&str])] = &[
             "2026-04-05T02:45:00+10:30",
         ],
     ),
-    (
-        "Australia/Lord_Howe",
-        "15 2 * * *",
-        "2027-10-02T12:00:00Z",
-        &["2027-10-03T02:30:00+11:00"],
-    ),
+    ("Australia/Lord_Howe", "15 2 * * *", "2027-10-02T12:00:00Z", &["2027-10-03T02:30:00+11:00"]),
     (
         "Australia/Lord_Howe",
         "45 1 * * *",
@@ -389,28 +334,15 @@ const DST_TABLE: &[(&str, &str, &str, &[&str])] = &[
         "America/Santiago",
         "30 * * * *",
         "2026-04-04T22:45:00-03:00",
-        &[
-            "2026-04-04T23:30:00-03:00",
-            "2026-04-04T23:30:00-04:00",
-            "2026-04-05T00:30:00-04:00",
-        ],
+        &["2026-04-04T23:30:00-03:00", "2026-04-04T23:30:00-04:00", "2026-04-05T00:30:00-04:00"],
     ),
-    (
-        "America/Santiago",
-        "@daily",
-        "2027-09-04T12:00:00Z",
-        &["2027-09-05T01:00:00-03:00", "2027-09-06T00:00:00-03:00"],
-    ),
+    ("America/Santiago", "@daily", "2027-09-04T12:00:00Z", &["2027-09-05T01:00:00-03:00", "2027-09-06T00:00:00-03:00"]),
 ];
 
 #[test]
 fn daylight_saving_follows_cronie() {
     for (tz, expr, after, expected) in DST_TABLE {
-        assert_eq!(
-            fires(expr, tz, after, expected.len()),
-            *expected,
-            "{expr} in {tz} after {after}"
-        );
+        assert_eq!(fires(expr, tz, after, expected.len()), *expected, "{expr} in {tz} after {after}");
     }
 }
 
@@ -443,11 +375,7 @@ fn brute_force(cron: &CronExpr, tz: Tz, after: DateTime<Utc>, until: DateTime<Ut
             }
             hit
         };
-        let fires = if cron.fixed_time {
-            (matches(t) && !repeated) || gap_hit
-        } else {
-            matches(t)
-        };
+        let fires = if cron.fixed_time { (matches(t) && !repeated) || gap_hit } else { matches(t) };
         if fires {
             out.push(t);
         }

@@ -29,13 +29,8 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 5] = [
-        RunState::Claimed,
-        RunState::Succeeded,
-        RunState::Failed,
-        RunState::Unknown,
-        RunState::Missed,
-    ];
+    pub const ALL: [RunState; 5] =
+        [RunState::Claimed, RunState::Succeeded, RunState::Failed, RunState::Unknown, RunState::Missed];
 
     pub fn as_str(self) -> &'static str {
         match self {

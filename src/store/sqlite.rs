@@ -44,10 +44,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the database, creating it (and its directory) if missing, and migrates its schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_error = |reason: String| StoreError::Open {
-            path: path.display().to_string(),
-            reason,
-        };
+        let open_error = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
         }
@@ -58,9 +55,7 @@ impl SqliteStore {
             .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
             .map_err(|e| open_error(e.to_string()))?;
         migrate(&connection)?;
-        Ok(SqliteStore {
-            connection: Arc::new(Mutex::new(connection)),
-        })
+        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)) })
     }
 
     /// Runs `work` on the blocking pool with the connection.
@@ -80,9 +75,7 @@ impl SqliteStore {
 
 fn migrate(connection: &Connection) -> Result<(), StoreError> {
     let query = |e: rusqlite::Error| StoreError::Query(e.to_string());
-    let version: i64 = connection
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(query)?;
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(query)?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::TooNew { found: version, known });

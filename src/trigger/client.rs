@@ -51,16 +51,10 @@ impl GitlabClient {
         if let Some(client) = clients.get(path) {
             return Ok(client.clone());
         }
-        let ca_error = |reason: String| ClientError::CaFile {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let ca_error = |reason: String| ClientError::CaFile { path: path.to_path_buf(), reason };
         let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
-        let client = builder()
-            .tls_certs_merge(certs)
-            .build()
-            .map_err(|e| ca_error(e.to_string()))?;
+        let client = builder().tls_certs_merge(certs).build().map_err(|e| ca_error(e.to_string()))?;
         clients.insert(path.to_path_buf(), client.clone());
         Ok(client)
     }
@@ -75,11 +69,7 @@ impl Trigger for GitlabClient {
         let client = match self.client_for(request.ca_file.as_deref()) {
             Ok(client) => client,
             Err(error) => {
-                return Attempt::Permanent {
-                    http_status: None,
-                    message: error.to_string(),
-                    pipeline: None,
-                };
+                return Attempt::Permanent { http_status: None, message: error.to_string(), pipeline: None };
             }
         };
         let builder = client.post(request.url.clone()).timeout(request.timeout);
@@ -92,11 +82,8 @@ impl Trigger for GitlabClient {
             Err(error) => return network_error(request, &error),
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let retry_after =
+            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
         match response.text().await {
             Ok(body) => classify(request, status, retry_after.as_deref(), &body),
             Err(error) => network_error(request, &error),
@@ -110,22 +97,11 @@ fn network_error(request: &TriggerRequest, error: &reqwest::Error) -> Attempt {
     let (message, maybe_sent) = if error.is_connect() {
         (format!("cannot connect to {host}: {}", root_cause(error)), false)
     } else if error.is_timeout() {
-        (
-            format!(
-                "no answer from {host} within {:?}; a pipeline may have been created",
-                request.timeout
-            ),
-            true,
-        )
+        (format!("no answer from {host} within {:?}; a pipeline may have been created", request.timeout), true)
     } else {
         (format!("the request to {host} failed: {}", root_cause(error)), true)
     };
-    Attempt::Transient {
-        http_status: None,
-        message,
-        wait: None,
-        maybe_sent,
-    }
+    Attempt::Transient { http_status: None, message, wait: None, maybe_sent }
 }
 
 /// The innermost error's text: reqwest's own text repeats the URL and hides the reason.

@@ -33,9 +33,7 @@ impl Reason {
     }
 
     pub fn parse(text: &str) -> Option<Reason> {
-        [Reason::Schedule, Reason::CatchUp, Reason::RunNow]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        [Reason::Schedule, Reason::CatchUp, Reason::RunNow].into_iter().find(|r| r.as_str() == text)
     }
 }
 
@@ -77,10 +75,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(300),
-        }
+        Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(300) }
     }
 }
 
@@ -114,11 +109,7 @@ pub async fn fire<T: Trigger>(
                     retries_exhausted: false,
                 };
             }
-            Attempt::Permanent {
-                http_status,
-                message,
-                pipeline,
-            } => {
+            Attempt::Permanent { http_status, message, pipeline } => {
                 return RunResult {
                     ending: Ending::Failed,
                     attempts,
@@ -128,20 +119,11 @@ pub async fn fire<T: Trigger>(
                     retries_exhausted: false,
                 };
             }
-            Attempt::Transient {
-                http_status,
-                message,
-                wait,
-                maybe_sent,
-            } => {
+            Attempt::Transient { http_status, message, wait, maybe_sent } => {
                 let message = scrub(&message, request);
                 if attempts > retries {
                     return RunResult {
-                        ending: if maybe_sent && http_status.is_none() {
-                            Ending::Unknown
-                        } else {
-                            Ending::Failed
-                        },
+                        ending: if maybe_sent && http_status.is_none() { Ending::Unknown } else { Ending::Failed },
                         attempts,
                         http_status,
                         pipeline: None,
@@ -160,11 +142,7 @@ pub async fn fire<T: Trigger>(
 /// Belt and braces: no message leaves this module with the token in it, whatever a proxy echoed back.
 fn scrub(message: &str, request: &TriggerRequest) -> String {
     let token = request.token.expose();
-    if token.is_empty() {
-        message.to_string()
-    } else {
-        message.replace(token, &request.token.masked())
-    }
+    if token.is_empty() { message.to_string() } else { message.replace(token, &request.token.masked()) }
 }
 
 #[cfg(test)]

@@ -45,36 +45,22 @@ const RATE_LIMITED: &str = "Too many pipelines created in the last minute";
 pub fn classify(request: &TriggerRequest, status: u16, retry_after: Option<&str>, body: &str) -> Attempt {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let message = json.as_ref().map(gitlab_message).unwrap_or_else(|| snippet(body));
-    let transient = |message: String, wait| Attempt::Transient {
-        http_status: Some(status),
-        message,
-        wait,
-        maybe_sent: true,
-    };
-    let permanent = |message: String| Attempt::Permanent {
-        http_status: Some(status),
-        message,
-        pipeline: None,
-    };
+    let transient =
+        |message: String, wait| Attempt::Transient { http_status: Some(status), message, wait, maybe_sent: true };
+    let permanent = |message: String| Attempt::Permanent { http_status: Some(status), message, pipeline: None };
     match status {
         201 => created(json),
         408 | 500 | 502 | 503 | 504 => transient(format!("GitLab answered {status}: {message}"), None),
         429 => transient(
             format!("GitLab answered 429, too many requests: {message}"),
-            Some(
-                retry_after
-                    .and_then(parse_retry_after)
-                    .unwrap_or(Duration::from_secs(1)),
-            ),
+            Some(retry_after.and_then(parse_retry_after).unwrap_or(Duration::from_secs(1))),
         ),
-        400 if message.contains(RATE_LIMITED) => transient(
-            format!("GitLab's pipeline rate limit: {message}"),
-            Some(Duration::from_secs(60)),
-        ),
-        400 if message.contains("Reference not found") => permanent(format!(
-            "ref '{}' is not a branch or tag of project {}",
-            request.git_ref, request.project
-        )),
+        400 if message.contains(RATE_LIMITED) => {
+            transient(format!("GitLab's pipeline rate limit: {message}"), Some(Duration::from_secs(60)))
+        }
+        400 if message.contains("Reference not found") => {
+            permanent(format!("ref '{}' is not a branch or tag of project {}", request.git_ref, request.project))
+        }
         400 => permanent(format!("GitLab refused the trigger: {message}")),
         401 => permanent(format!("GitLab answered 401, unauthorized: {message}")),
         403 => permanent(format!("GitLab answered 403, forbidden: {message}")),
@@ -86,28 +72,18 @@ pub fn classify(request: &TriggerRequest, status: u16, retry_after: Option<&str>
 }
 
 fn created(json: Option<serde_json::Value>) -> Attempt {
-    let Some(pipeline) = json
-        .as_ref()
-        .and_then(|j| serde_json::from_value::<Pipeline>(j.clone()).ok())
-    else {
+    let Some(pipeline) = json.as_ref().and_then(|j| serde_json::from_value::<Pipeline>(j.clone()).ok()) else {
         return Attempt::Permanent {
             http_status: Some(201),
             message: "GitLab answered 201 but not with a pipeline; is `gitlab` really a GitLab?".into(),
             pipeline: None,
         };
     };
-    let yaml_errors = json
-        .as_ref()
-        .and_then(|j| j.get("yaml_errors"))
-        .filter(|e| !e.is_null());
+    let yaml_errors = json.as_ref().and_then(|j| j.get("yaml_errors")).filter(|e| !e.is_null());
     match yaml_errors {
         Some(errors) if pipeline.status == "failed" => Attempt::Permanent {
             http_status: Some(201),
-            message: format!(
-                "GitLab created pipeline {} but it failed at once: {}",
-                pipeline.id,
-                text_of(errors)
-            ),
+            message: format!("GitLab created pipeline {} but it failed at once: {}", pipeline.id, text_of(errors)),
             pipeline: Some(pipeline),
         },
         _ => Attempt::Created(pipeline),
@@ -194,28 +170,16 @@ mod tests {
     #[test]
     fn gitlab_says_how_long_to_wait() {
         let limit = r#"{"message":{"base":["Too many pipelines created in the last minute. Try again later."]}}"#;
-        assert_eq!(
-            wait_of(classify(&request(), 400, None, limit)),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            wait_of(classify(&request(), 429, Some("30"), "Retry later")),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(wait_of(classify(&request(), 400, None, limit)), Some(Duration::from_secs(60)));
+        assert_eq!(wait_of(classify(&request(), 429, Some("30"), "Retry later")), Some(Duration::from_secs(30)));
         let in_a_while = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
         let wait = wait_of(classify(&request(), 429, Some(&in_a_while), "")).expect("a wait");
-        assert!(
-            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
-            "{wait:?}"
-        );
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
         assert_eq!(wait_of(classify(&request(), 503, None, "")), None);
     }
 
     #[test]
     fn a_201_that_is_not_a_pipeline_is_not_success() {
-        assert!(matches!(
-            classify(&request(), 201, None, "<html>"),
-            Attempt::Permanent { .. }
-        ));
+        assert!(matches!(classify(&request(), 201, None, "<html>"), Attempt::Permanent { .. }));
     }
 }

@@ -62,10 +62,7 @@ impl TriggerRequest {
         reason: Reason,
         overrides: &Overrides,
     ) -> Result<Self, RequestError> {
-        let token = schedule
-            .token
-            .clone()
-            .ok_or_else(|| RequestError::NoToken(schedule.name.clone()))?;
+        let token = schedule.token.clone().ok_or_else(|| RequestError::NoToken(schedule.name.clone()))?;
         if schedule.api == Api::V3 && !schedule.inputs.is_empty() {
             return Err(RequestError::InputsOnV3);
         }
@@ -90,15 +87,9 @@ impl TriggerRequest {
 
     pub fn body(&self) -> Body {
         if self.inputs.is_empty() {
-            let mut fields = vec![
-                ("token".to_string(), self.token.expose().to_string()),
-                ("ref".into(), self.git_ref.clone()),
-            ];
-            fields.extend(
-                self.variables
-                    .iter()
-                    .map(|(k, v)| (format!("variables[{k}]"), v.clone())),
-            );
+            let mut fields =
+                vec![("token".to_string(), self.token.expose().to_string()), ("ref".into(), self.git_ref.clone())];
+            fields.extend(self.variables.iter().map(|(k, v)| (format!("variables[{k}]"), v.clone())));
             return Body::Form(fields);
         }
         Body::Json(serde_json::json!({
@@ -144,9 +135,7 @@ pub fn endpoint(gitlab: &Url, project: &Project, api: Api) -> Url {
         Api::V3 => ("v3", "builds"),
     };
     if let Ok(mut segments) = url.path_segments_mut() {
-        segments
-            .pop_if_empty()
-            .extend(["api", version, "projects", &project.to_string(), "trigger", action]);
+        segments.pop_if_empty().extend(["api", version, "projects", &project.to_string(), "trigger", action]);
     }
     url
 }

@@ -18,10 +18,7 @@ struct Script {
 
 impl Script {
     fn new(answers: Vec<Attempt>) -> Self {
-        Script {
-            answers: Mutex::new(answers.into()),
-            sent_at: Mutex::default(),
-        }
+        Script { answers: Mutex::new(answers.into()), sent_at: Mutex::default() }
     }
 
     fn gaps(&self) -> Vec<Duration> {
@@ -33,11 +30,7 @@ impl Script {
 impl Trigger for Script {
     async fn send(&self, _request: &TriggerRequest) -> Attempt {
         self.sent_at.lock().expect("not poisoned").push(Instant::now());
-        self.answers
-            .lock()
-            .expect("not poisoned")
-            .pop_front()
-            .expect("the script has an answer left")
+        self.answers.lock().expect("not poisoned").pop_front().expect("the script has an answer left")
     }
 }
 
@@ -57,21 +50,11 @@ fn request() -> TriggerRequest {
 }
 
 fn unavailable() -> Attempt {
-    Attempt::Transient {
-        http_status: Some(503),
-        message: "GitLab answered 503".into(),
-        wait: None,
-        maybe_sent: true,
-    }
+    Attempt::Transient { http_status: Some(503), message: "GitLab answered 503".into(), wait: None, maybe_sent: true }
 }
 
 fn created() -> Attempt {
-    Attempt::Created(Pipeline {
-        id: 7,
-        iid: Some(3),
-        status: "created".into(),
-        web_url: None,
-    })
+    Attempt::Created(Pipeline { id: 7, iid: Some(3), status: "created".into(), web_url: None })
 }
 
 async fn fire_script(script: &Script, retries: u32) -> RunResult {
@@ -96,18 +79,9 @@ async fn transient_failures_are_retried_with_growing_capped_waits() {
 async fn retries_run_out() {
     let script = Script::new(vec![unavailable(), unavailable(), unavailable()]);
     let result = fire_script(&script, 2).await;
-    assert_eq!(
-        (result.ending, result.attempts, result.retries_exhausted),
-        (Ending::Failed, 3, true)
-    );
+    assert_eq!((result.ending, result.attempts, result.retries_exhausted), (Ending::Failed, 3, true));
     assert_eq!(result.http_status, Some(503));
-    assert!(
-        result
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("gave up after 3 attempts")),
-        "{result:?}"
-    );
+    assert!(result.error.as_deref().is_some_and(|e| e.contains("gave up after 3 attempts")), "{result:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -127,14 +101,8 @@ async fn retry_after_and_the_rate_limit_set_a_minimum_wait() {
     let script = Script::new(vec![throttled, limited, created()]);
     assert_eq!(fire_script(&script, 5).await.ending, Ending::Succeeded);
     let gaps = script.gaps();
-    assert!(
-        gaps[0] >= Duration::from_secs(30) && gaps[0] < Duration::from_secs(31),
-        "{gaps:?}"
-    );
-    assert!(
-        gaps[1] >= Duration::from_secs(60) && gaps[1] < Duration::from_secs(61),
-        "{gaps:?}"
-    );
+    assert!(gaps[0] >= Duration::from_secs(30) && gaps[0] < Duration::from_secs(31), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_secs(60) && gaps[1] < Duration::from_secs(61), "{gaps:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -148,26 +116,14 @@ async fn permanent_failures_are_not_retried_and_never_show_the_token() {
     let result = fire_script(&script, 5).await;
     assert_eq!((result.ending, result.attempts), (Ending::Failed, 1));
     let error = result.error.expect("an error");
-    assert!(
-        !error.contains("secrettoken0123") && error.contains("glptt-secr…"),
-        "{error}"
-    );
+    assert!(!error.contains("secrettoken0123") && error.contains("glptt-secr…"), "{error}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_final_timeout_leaves_the_outcome_unknown() {
-    let timeout = Attempt::Transient {
-        http_status: None,
-        message: "no answer".into(),
-        wait: None,
-        maybe_sent: true,
-    };
-    let refused_connection = Attempt::Transient {
-        http_status: None,
-        message: "cannot connect".into(),
-        wait: None,
-        maybe_sent: false,
-    };
+    let timeout = Attempt::Transient { http_status: None, message: "no answer".into(), wait: None, maybe_sent: true };
+    let refused_connection =
+        Attempt::Transient { http_status: None, message: "cannot connect".into(), wait: None, maybe_sent: false };
     let script = Script::new(vec![refused_connection.clone(), timeout]);
     assert_eq!(fire_script(&script, 1).await.ending, Ending::Unknown);
     let script = Script::new(vec![refused_connection.clone(), refused_connection]);
@@ -181,8 +137,5 @@ fn backoff_is_capped_at_five_minutes() {
         let wait = backoff.wait(retry, None);
         assert!(wait <= Duration::from_secs(300), "{wait:?}");
     }
-    assert_eq!(
-        backoff.wait(3, Some(Duration::from_secs(400))),
-        Duration::from_secs(400)
-    );
+    assert_eq!(backoff.wait(3, Some(Duration::from_secs(400))), Duration::from_secs(400));
 }

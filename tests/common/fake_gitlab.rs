@@ -115,9 +115,7 @@ impl FakeGitlab {
             .route("/api/v4/projects/{id}/ref/{git_ref}/trigger/pipeline", post(v4_webhook))
             .route("/api/v3/projects/{id}/trigger/builds", post(v3))
             .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
         let addr: SocketAddr = listener.local_addr().expect("has an address");
         tokio::spawn(async move { axum::serve(listener, app).await });
         format!("http://{addr}")
@@ -128,10 +126,7 @@ impl FakeGitlab {
         let fake = self.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
             runtime.block_on(async move {
                 tx.send(fake.start().await).expect("the test waits");
                 std::future::pending::<()>().await;
@@ -155,10 +150,7 @@ async fn v4_webhook(
 
 async fn v3(State(fake): State<FakeGitlab>, Path(id): Path<String>, request: Request) -> Response {
     if !fake.lock().v3 {
-        return (
-            StatusCode::GONE,
-            axum::Json(json!({"error": "API V3 is no longer supported. Use API V4 instead."})),
-        )
+        return (StatusCode::GONE, axum::Json(json!({"error": "API V3 is no longer supported. Use API V4 instead."})))
             .into_response();
     }
     fake.handle(&id, None, request, true).await
@@ -185,18 +177,11 @@ impl FakeGitlab {
         };
         match scripted {
             Some(Scripted::Status(status, body)) => {
-                return (
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    body,
-                )
+                return (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
                     .into_response();
             }
             Some(Scripted::TooManyRequests { retry_after }) => {
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("Retry-After", retry_after.to_string())],
-                    "Retry later\n",
-                )
+                return (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", retry_after.to_string())], "Retry later\n")
                     .into_response();
             }
             Some(Scripted::RateLimited) => {
@@ -260,10 +245,7 @@ impl FakeGitlab {
             return error(StatusCode::BAD_REQUEST, base("Too many inputs"));
         }
         if project.ci_error {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                base("jobs:build config contains unknown keys: scriptt"),
-            );
+            return error(StatusCode::UNPROCESSABLE_ENTITY, base("jobs:build config contains unknown keys: scriptt"));
         }
         inner.next_pipeline += 1;
         let id = inner.next_pipeline;
@@ -289,10 +271,7 @@ impl FakeGitlab {
 async fn record(request: Request) -> Result<(Recorded, HeaderMap), Response> {
     let headers = request.headers().clone();
     let uri: Uri = request.uri().clone();
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(String::from);
     let mut params = BTreeMap::new();
     if let Some(query) = uri.query() {
         add_pairs(&mut params, url::form_urlencoded::parse(query.as_bytes()).into_owned());
@@ -309,9 +288,7 @@ async fn record(request: Request) -> Result<(Recorded, HeaderMap), Response> {
         }
         add_pairs(&mut params, pairs);
     } else {
-        let body: Bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
-            .await
-            .unwrap_or_default();
+        let body: Bytes = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap_or_default();
         if kind.starts_with("application/json") {
             let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
                 return Err(error(StatusCode::BAD_REQUEST, json!({"error": "invalid JSON"})));
@@ -325,10 +302,7 @@ async fn record(request: Request) -> Result<(Recorded, HeaderMap), Response> {
         raw_path: uri.path().to_string(),
         query: uri.query().map(String::from),
         content_type,
-        user_agent: headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from),
+        user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()).map(String::from),
         params,
     };
     Ok((recorded, headers))

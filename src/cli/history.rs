@@ -1,0 +1,76 @@
+//! `pipecron history`: past runs, newest first.
+
+use std::io::Write;
+
+use chrono::SecondsFormat;
+
+use super::{Cli, Error, format};
+use crate::store::{Run, RunStore, SqliteStore};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this schedule's runs.
+    name: Option<String>,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Print JSON, one object per run.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let store = SqliteStore::open(&cli.state)?;
+    let runs = store.history(args.name.as_deref(), args.limit).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::Value::Array(runs.iter().map(run_json).collect()))?;
+        return Ok(());
+    }
+    if runs.is_empty() {
+        eprintln!("no runs recorded in {}", cli.state.display());
+        return Ok(());
+    }
+    let mut rows = vec![
+        ["SLOT", "SCHEDULE", "REASON", "STATE", "ATTEMPTS", "HTTP", "PIPELINE", "DETAIL"].map(String::from).to_vec(),
+    ];
+    rows.extend(runs.iter().map(|run| {
+        vec![
+            run.slot.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            run.schedule.clone(),
+            run.reason.as_str().into(),
+            run.state.as_str().into(),
+            run.attempts.to_string(),
+            run.http_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            run.pipeline.as_ref().map(|p| p.id.to_string()).unwrap_or_else(|| "-".into()),
+            detail(run),
+        ]
+    }));
+    write!(out, "{}", format::table(&rows))?;
+    Ok(())
+}
+
+/// The pipeline's URL, or the error.
+fn detail(run: &Run) -> String {
+    match (&run.pipeline, &run.error) {
+        (_, Some(error)) => error.clone(),
+        (Some(pipeline), None) => pipeline.web_url.clone().unwrap_or_default(),
+        (None, None) => String::new(),
+    }
+}
+
+pub fn run_json(run: &Run) -> serde_json::Value {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+    serde_json::json!({
+        "schedule": run.schedule,
+        "slot": run.slot.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "reason": run.reason.as_str(),
+        "state": run.state.as_str(),
+        "attempts": run.attempts,
+        "started_at": time(run.started_at),
+        "finished_at": time(run.finished_at),
+        "http_status": run.http_status,
+        "pipeline": run.pipeline,
+        "error": run.error,
+    })
+}

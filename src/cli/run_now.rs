@@ -1,0 +1,80 @@
+//! `pipecron run-now`: fire a schedule once, now, with the same retries as the daemon, and record it.
+
+use chrono::{DateTime, Utc};
+
+use super::{Cli, Error};
+use crate::store::{RunStore, SqliteStore};
+use crate::trigger::{self, Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The schedule to fire.
+    name: String,
+    /// Fire on this branch or tag instead of the schedule's ref.
+    #[arg(long = "ref", value_name = "REF")]
+    git_ref: Option<String>,
+    /// Add or override a variable; may be given several times.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Print the request that would be sent, with the token masked, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    let loaded = super::load(cli, true);
+    let schedule = super::find(&loaded, &args.name)?;
+    if !schedule.enabled {
+        eprintln!("note: schedule '{}' is paused; firing it anyway, as asked", schedule.name);
+    }
+    let overrides = Overrides { git_ref: args.git_ref.clone(), variables: args.vars.iter().cloned().collect() };
+    let slot = now_millis();
+    let request = TriggerRequest::new(schedule, slot, Reason::RunNow, &overrides)?;
+    if args.dry_run {
+        print!("{}", request.describe());
+        return Ok(());
+    }
+    let client = GitlabClient::new()?;
+    let store = SqliteStore::open(&cli.state)?;
+    if !store.claim(&schedule.name, slot, Reason::RunNow, Utc::now()).await? {
+        return Err(Error::Usage(format!("slot {slot} of '{}' is already claimed; try again", schedule.name)));
+    }
+    let result = trigger::fire(&client, &request, schedule.retries, Backoff::default(), |attempt, message, wait| {
+        eprintln!("attempt {attempt} failed: {message}; retrying in {:.1}s", wait.as_secs_f64());
+    })
+    .await;
+    store.finish(&schedule.name, slot, &result, Utc::now()).await?;
+    report(&schedule.name, &request.git_ref, result)
+}
+
+fn report(name: &str, git_ref: &str, result: RunResult) -> Result<(), Error> {
+    let error = result.error.unwrap_or_default();
+    match (result.ending, result.pipeline) {
+        (Ending::Succeeded, Some(pipeline)) => {
+            let url = pipeline.web_url.unwrap_or_default();
+            println!("pipeline {} created for '{name}' on {git_ref}: {url}", pipeline.id);
+            Ok(())
+        }
+        (Ending::Succeeded, None) => Ok(()),
+        (Ending::Unknown, _) => Err(Error::Unknown(error)),
+        (Ending::Failed, _) if result.retries_exhausted => Err(Error::GaveUp(error)),
+        (Ending::Failed, _) => Err(Error::Refused(error)),
+    }
+}
+
+/// The moment run-now was asked, to the millisecond: its slot in the history.
+fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or("write KEY=VALUE")?;
+    if !crate::config::interpolate::is_var_name(key) {
+        return Err(format!("'{key}' is not a valid variable name; use letters, digits and _"));
+    }
+    if key.to_ascii_uppercase().starts_with(crate::config::fields::RESERVED_PREFIX) {
+        return Err(format!("'{key}' starts with PIPECRON_, which pipecron reserves for its own variables"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}

@@ -199,3 +199,91 @@ impl RunStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::trigger::{Ending, RunResult};
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, hour, 30, 0).single().expect("valid")
+    }
+
+    fn succeeded(id: u64) -> RunResult {
+        RunResult {
+            ending: Ending::Succeeded,
+            attempts: 2,
+            http_status: Some(201),
+            pipeline: Some(Pipeline {
+                id,
+                iid: Some(4),
+                status: "created".into(),
+                web_url: Some("https://x/p".into()),
+            }),
+            error: None,
+            retries_exhausted: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_claimed_once_even_across_connections() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("state/pipecron.db");
+        let (first, second) = (SqliteStore::open(&path).expect("opens"), SqliteStore::open(&path).expect("opens"));
+        assert!(first.claim("nightly", at(0), Reason::Schedule, at(0)).await.expect("claims"));
+        assert!(!second.claim("nightly", at(0), Reason::RunNow, at(0)).await.expect("answers"));
+        assert!(second.claim("nightly", at(1), Reason::RunNow, at(1)).await.expect("claims"));
+        assert!(second.claim("other", at(0), Reason::Schedule, at(0)).await.expect("claims"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_claimants_race_and_exactly_one_wins() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("pipecron.db");
+        let stores: Vec<SqliteStore> = (0..8).map(|_| SqliteStore::open(&path).expect("opens")).collect();
+        let claims: Vec<_> = stores
+            .into_iter()
+            .map(|store| tokio::spawn(async move { store.claim("nightly", at(3), Reason::Schedule, at(3)).await }))
+            .collect();
+        let mut won = 0;
+        for claim in claims {
+            won += usize::from(claim.await.expect("joins").expect("answers"));
+        }
+        assert_eq!(won, 1);
+    }
+
+    #[tokio::test]
+    async fn finished_runs_are_listed_newest_first() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = SqliteStore::open(&dir.path().join("pipecron.db")).expect("opens");
+        for (hour, name) in [(0, "nightly"), (1, "other"), (2, "nightly")] {
+            assert!(store.claim(name, at(hour), Reason::Schedule, at(hour)).await.expect("claims"));
+            store.finish(name, at(hour), &succeeded(100 + u64::from(hour)), at(hour)).await.expect("finishes");
+        }
+        let all = store.history(None, 10).await.expect("reads");
+        let order: Vec<(&str, u64)> =
+            all.iter().map(|r| (r.schedule.as_str(), r.pipeline.as_ref().map_or(0, |p| p.id))).collect();
+        assert_eq!(order, [("nightly", 102), ("other", 101), ("nightly", 100)]);
+        assert_eq!(all[0].state, RunState::Succeeded);
+        assert_eq!(all[0].attempts, 2);
+        assert_eq!(all[0].http_status, Some(201));
+        assert_eq!(store.history(Some("nightly"), 1).await.expect("reads").len(), 1);
+        let last = store.last_runs().await.expect("reads");
+        let last: Vec<(&str, DateTime<Utc>)> = last.iter().map(|r| (r.schedule.as_str(), r.slot)).collect();
+        assert_eq!(last, [("nightly", at(2)), ("other", at(1))]);
+    }
+
+    #[test]
+    fn reopening_keeps_the_schema_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("pipecron.db");
+        drop(SqliteStore::open(&path).expect("creates"));
+        drop(SqliteStore::open(&path).expect("reopens"));
+        let connection = Connection::open(&path).expect("opens");
+        connection.pragma_update(None, "user_version", 99).expect("sets");
+        drop(connection);
+        assert!(matches!(SqliteStore::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+}

@@ -116,22 +116,8 @@ async fn v3_uses_trigger_builds_and_a_new_gitlab_says_410() {
 #[tokio::test]
 async fn permanent_failures_carry_their_message_and_are_not_retried() {
     let fake = FakeGitlab::new();
-    fake.add_project(Project {
-        id: 10,
-        path: "group/broken-ci".into(),
-        refs: vec!["main".into()],
-        tokens: vec![TOKEN.into()],
-        ci_error: true,
-        legacy_yaml_errors: false,
-    });
-    fake.add_project(Project {
-        id: 11,
-        path: "group/old".into(),
-        refs: vec!["main".into()],
-        tokens: vec![TOKEN.into()],
-        ci_error: false,
-        legacy_yaml_errors: true,
-    });
+    fake.add_project(Project { ci_error: true, ..Project::new(10, "group/broken-ci") });
+    fake.add_project(Project { legacy_yaml_errors: true, ..Project::new(11, "group/old") });
     let url = fake.start().await;
     let cases: Vec<(String, u16, &str)> = vec![
         (

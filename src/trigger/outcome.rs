@@ -139,25 +139,10 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::schedule::Project;
-    use crate::secret::Secret;
 
     fn request() -> TriggerRequest {
-        TriggerRequest {
-            schedule: "nightly".into(),
-            url: url::Url::parse("https://gitlab.example.com/api/v4/projects/9/trigger/pipeline").expect("valid"),
-            token: Secret::new("glptt-x".into()),
-            git_ref: "main".into(),
-            project: Project::Id(9),
-            api: Api::V4,
-            variables: BTreeMap::new(),
-            inputs: BTreeMap::new(),
-            timeout: Duration::from_secs(30),
-            ca_file: None,
-        }
+        crate::trigger::request::sample()
     }
 
     fn wait_of(attempt: Attempt) -> Option<Duration> {

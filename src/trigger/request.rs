@@ -140,6 +140,23 @@ pub fn endpoint(gitlab: &Url, project: &Project, api: Api) -> Url {
     url
 }
 
+/// A request to project 9 with a made-up token, for unit tests.
+#[cfg(test)]
+pub(crate) fn sample() -> TriggerRequest {
+    TriggerRequest {
+        schedule: "nightly".into(),
+        url: Url::parse("https://gitlab.example.com/api/v4/projects/9/trigger/pipeline").expect("valid"),
+        token: Secret::new("glptt-secrettoken0123".into()),
+        git_ref: "main".into(),
+        project: Project::Id(9),
+        api: Api::V4,
+        variables: BTreeMap::new(),
+        inputs: BTreeMap::new(),
+        timeout: Duration::from_secs(30),
+        ca_file: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,12 @@
 //! Retries, on paused tokio time with a scripted trigger: how many attempts, and how long between them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::*;
-use crate::schedule::{Api, Project};
-use crate::secret::Secret;
 
 /// Answers with the attempts it was given, in order, and notes when each request came.
 struct Script {
@@ -35,18 +33,7 @@ impl Trigger for Script {
 }
 
 fn request() -> TriggerRequest {
-    TriggerRequest {
-        schedule: "nightly".into(),
-        url: url::Url::parse("https://gitlab.example.com/api/v4/projects/9/trigger/pipeline").expect("valid"),
-        token: Secret::new("glptt-secrettoken0123".into()),
-        git_ref: "main".into(),
-        project: Project::Id(9),
-        api: Api::V4,
-        variables: BTreeMap::new(),
-        inputs: BTreeMap::new(),
-        timeout: Duration::from_secs(30),
-        ca_file: None,
-    }
+    request::sample()
 }
 
 fn unavailable() -> Attempt {

@@ -32,6 +32,20 @@ pub struct Project {
     pub legacy_yaml_errors: bool,
 }
 
+impl Project {
+    /// A project with one branch, `main`, and TOKEN.
+    pub fn new(id: u64, path: &str) -> Self {
+        Project {
+            id,
+            path: path.into(),
+            refs: vec!["main".into()],
+            tokens: vec![TOKEN.into()],
+            ci_error: false,
+            legacy_yaml_errors: false,
+        }
+    }
+}
+
 /// An answer forced on the next request.
 #[derive(Clone, Debug)]
 pub enum Scripted {

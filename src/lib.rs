@@ -4,10 +4,12 @@
 //! the slots to fire. The binary (`cli`) is a thin layer over these.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod cron;
 pub mod duration;
 pub mod schedule;
+pub mod scheduler;
 pub mod secret;
 pub mod store;
 pub mod suggest;

@@ -16,7 +16,7 @@ use crate::config::yaml::Pos;
 use crate::cron::CronExpr;
 use crate::secret::Secret;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     /// Unique across all files, `[A-Za-z0-9._-]+`.
     pub name: String,

@@ -39,7 +39,7 @@ const NICKNAMES: [(&str, &str); 7] = [
 const HORIZON_YEARS: i32 = 29;
 
 /// A parsed cron expression. It is evaluated in a time zone given to `next_after`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CronExpr {
     source: String,
     /// Evaluated on local wall-clock time written as if it were UTC.

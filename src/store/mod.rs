@@ -7,6 +7,7 @@
 
 mod sqlite;
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -94,6 +95,25 @@ pub trait RunStore: Send + Sync {
         reason: Reason,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims many slots in one transaction; `true` for each slot this call now owns.
+    fn claim_many(
+        &self,
+        slots: Vec<(String, DateTime<Utc>, Reason)>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Records slots that passed while pipecron was down and were too old to catch up. A slot that already has a
+    /// row keeps it.
+    fn record_missed(
+        &self,
+        slots: Vec<(String, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest slot the schedule itself produced (fired, caught up or missed; not `run-now`), per schedule:
+    /// where catch-up starts counting.
+    fn last_slots(&self) -> impl Future<Output = Result<HashMap<String, DateTime<Utc>>, StoreError>> + Send;
 
     /// Records how a claimed run ended.
     fn finish(

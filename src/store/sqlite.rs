@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, params};
 
@@ -61,12 +63,12 @@ impl SqliteStore {
     /// Runs `work` on the blocking pool with the connection.
     async fn with<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&connection).map_err(|e| StoreError::Query(e.to_string()))
+            let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut connection).map_err(|e| StoreError::Query(e.to_string()))
         })
         .await
         .map_err(|e| StoreError::Query(e.to_string()))?
@@ -122,6 +124,30 @@ fn read_run(row: &rusqlite::Row) -> rusqlite::Result<Run> {
     })
 }
 
+/// Inserts rows in one transaction; `true` for each row that was new. `state` is `claimed` or `missed`.
+fn insert_many(
+    c: &mut Connection,
+    rows: &[(String, DateTime<Utc>, Reason)],
+    state: RunState,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Vec<bool>> {
+    let transaction = c.transaction()?;
+    let mut inserted = Vec::with_capacity(rows.len());
+    {
+        let mut statement = transaction.prepare_cached(
+            "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at)
+             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT DO NOTHING",
+        )?;
+        for (schedule, slot, reason) in rows {
+            let started = (state == RunState::Claimed).then(|| millis(now));
+            let row = params![schedule, millis(*slot), reason.as_str(), state.as_str(), started];
+            inserted.push(statement.execute(row)? == 1);
+        }
+    }
+    transaction.commit()?;
+    Ok(inserted)
+}
+
 impl RunStore for SqliteStore {
     async fn claim(
         &self,
@@ -130,14 +156,28 @@ impl RunStore for SqliteStore {
         reason: Reason,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let schedule = schedule.to_string();
-        self.with(move |c| {
-            let inserted = c.execute(
-                "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at)
-                 VALUES ($1, $2, $3, 'claimed', 0, $4) ON CONFLICT DO NOTHING",
-                params![schedule, millis(slot), reason.as_str(), millis(now)],
-            )?;
-            Ok(inserted == 1)
+        let claimed = self.claim_many(vec![(schedule.to_string(), slot, reason)], now).await?;
+        Ok(claimed.first().copied().unwrap_or(false))
+    }
+
+    async fn claim_many(
+        &self,
+        slots: Vec<(String, DateTime<Utc>, Reason)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.with(move |c| insert_many(c, &slots, RunState::Claimed, now)).await
+    }
+
+    async fn record_missed(&self, slots: Vec<(String, DateTime<Utc>)>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let rows: Vec<_> = slots.into_iter().map(|(name, slot)| (name, slot, Reason::Schedule)).collect();
+        self.with(move |c| insert_many(c, &rows, RunState::Missed, now).map(drop)).await
+    }
+
+    async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        self.with(|c| {
+            let sql = "SELECT schedule, MAX(slot) FROM runs WHERE reason <> 'run-now' GROUP BY schedule";
+            let mut statement = c.prepare(sql)?;
+            statement.query_map([], |row| Ok((row.get::<_, String>(0)?, instant(row.get(1)?))))?.collect()
         })
         .await
     }

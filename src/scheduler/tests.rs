@@ -1,0 +1,286 @@
+//! The loop on paused tokio time, with an injected clock and trigger and a real SQLite file. Nothing sleeps for real.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::TimeZone;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::clock::TokioClock;
+use crate::config::diag::{Reporter, Scope};
+use crate::store::{RunState, SqliteStore};
+use crate::trigger::{Attempt, Pipeline};
+
+/// Answers every request with a new pipeline (or hangs), noting what was sent and when.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<(String, String, tokio::time::Instant)>>,
+    hang: bool,
+}
+
+impl Trigger for Recorder {
+    async fn send(&self, request: &TriggerRequest) -> Attempt {
+        let slot = request.variables.get("PIPECRON_SLOT").cloned().unwrap_or_default();
+        let id = {
+            let mut sent = self.sent.lock().expect("not poisoned");
+            sent.push((request.schedule.clone(), slot, tokio::time::Instant::now()));
+            sent.len() as u64
+        };
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Attempt::Created(Pipeline { id, iid: None, status: "created".into(), web_url: None })
+    }
+}
+
+impl Recorder {
+    fn sent(&self) -> Vec<(String, String)> {
+        self.sent.lock().expect("not poisoned").iter().map(|(n, s, _)| (n.clone(), s.clone())).collect()
+    }
+}
+
+fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().expect("valid")
+}
+
+/// Schedules from a YAML body under `schedules:`, all on one fake GitLab.
+fn schedules(body: &str) -> Vec<Schedule> {
+    let text = format!(
+        "defaults:\n  gitlab: https://gitlab.example.com\n  token: t\n  project: 9\n  ref: main\nschedules:\n{body}"
+    );
+    let mut out = Vec::new();
+    let mut rep = Reporter { file: Path::new("t.yaml"), scope: Scope::File, out: &mut out };
+    let loaded = crate::config::load_file(&text, Path::new("t.yaml"), None, &mut rep);
+    assert!(out.iter().all(|d| d.severity == crate::config::diag::Severity::Warning), "{out:?}");
+    loaded
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    trigger: Arc<Recorder>,
+    clock: Arc<TokioClock>,
+    reloads: mpsc::Sender<Vec<Schedule>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    fired: mpsc::UnboundedReceiver<Fired>,
+    task: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
+}
+
+impl Harness {
+    async fn start(list: Vec<Schedule>, options: Options, trigger: Recorder, seed: &[(&str, DateTime<Utc>)]) -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).expect("opens"));
+        for (name, slot) in seed {
+            assert!(store.claim(name, *slot, Reason::Schedule, *slot).await.expect("claims"));
+        }
+        let clock = Arc::new(TokioClock::starting_at(start_time()));
+        let trigger = Arc::new(trigger);
+        let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), clock.clone(), options);
+        let (fired_tx, fired) = mpsc::unbounded_channel();
+        scheduler.report_to(fired_tx);
+        let (reloads, reload_rx) = mpsc::channel(4);
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        let task = tokio::spawn(scheduler.run(list, reload_rx, async move {
+            let _ = shutdown_rx.await;
+        }));
+        Harness { dir, store, trigger, clock, reloads, shutdown: Some(shutdown), fired, task }
+    }
+
+    /// Waits for `n` fired slots.
+    async fn next(&mut self, n: usize) -> Vec<Fired> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            out.push(self.fired.recv().await.expect("the scheduler runs"));
+        }
+        out
+    }
+
+    async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.task.await.expect("joins").expect("runs cleanly");
+        self.dir
+    }
+}
+
+fn slot(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, h, m, s).single().expect("valid")
+}
+
+#[tokio::test(start_paused = true)]
+async fn slots_fire_in_due_order_and_on_time() {
+    let list = schedules("  late:\n    cron: \"10 * * * * *\"\n  early:\n    cron: \"5 * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    let fired = h.next(4).await;
+    let order: Vec<(&str, DateTime<Utc>)> = fired.iter().map(|f| (f.schedule.as_str(), f.slot)).collect();
+    assert_eq!(
+        order,
+        [("early", slot(12, 0, 5)), ("late", slot(12, 0, 10)), ("early", slot(12, 1, 5)), ("late", slot(12, 1, 10))]
+    );
+    assert!(fired.iter().all(|f| f.lateness_ms == 0 && f.reason == Reason::Schedule), "{fired:?}");
+    assert!(fired.iter().all(|f| f.result.ending == Ending::Succeeded));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn thousands_due_at_one_instant_each_fire_exactly_once() {
+    let body: String = (0..3000).map(|i| format!("  job-{i}:\n    cron: \"0 * * * * *\"\n")).collect();
+    let mut h = Harness::start(schedules(&body), Options::default(), Recorder::default(), &[]).await;
+    let fired = h.next(3000).await;
+    assert!(fired.iter().all(|f| f.slot == slot(12, 1, 0)));
+    let mut names: Vec<&str> = fired.iter().map(|f| f.schedule.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3000);
+    let trigger = h.trigger.clone();
+    let store = h.store.clone();
+    h.stop().await;
+    assert_eq!(trigger.sent().len(), 3000);
+    let runs = store.history(None, 5000).await.expect("reads");
+    assert_eq!(runs.len(), 3000);
+    assert!(runs.iter().all(|r| r.state == RunState::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_newest_missed_slot_is_caught_up_once_and_the_rest_recorded_missed() {
+    let list = schedules(
+        "  hourly:\n    cron: \"30 * * * *\"\n    catch_up: 1h\n  strict:\n    cron: \"30 * * * *\"\n    catch_up: 0\n  new:\n    cron: \"30 * * * *\"\n",
+    );
+    // Both ran at 08:30, then pipecron was down until 12:00: 09:30, 10:30 and 11:30 were missed.
+    let seed = [("hourly", slot(8, 30, 0)), ("strict", slot(8, 30, 0))];
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &seed).await;
+    let fired = h.next(1).await;
+    assert_eq!(
+        (fired[0].schedule.as_str(), fired[0].slot, fired[0].reason),
+        ("hourly", slot(11, 30, 0), Reason::CatchUp)
+    );
+    let store = h.store.clone();
+    let trigger = h.trigger.clone();
+    h.stop().await;
+    assert_eq!(trigger.sent(), [("hourly".to_string(), "2026-11-24T11:30:00Z".to_string())]);
+    let missed = |name: &str| {
+        let store = store.clone();
+        let name = name.to_string();
+        async move {
+            let runs = store.history(Some(&name), 10).await.expect("reads");
+            runs.iter().filter(|r| r.state == RunState::Missed).map(|r| r.slot).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(missed("hourly").await, [slot(10, 30, 0), slot(9, 30, 0)]);
+    assert_eq!(missed("strict").await, [slot(11, 30, 0), slot(10, 30, 0), slot(9, 30, 0)]);
+    assert!(
+        store.history(Some("new"), 10).await.expect("reads").is_empty(),
+        "a schedule that never ran is not caught up"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_delays_within_its_bound_and_history_keeps_the_slot() {
+    let list = schedules("  spread:\n    cron: \"0 * * * * *\"\n    jitter: 20s\n");
+    let t0 = tokio::time::Instant::now();
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    let fired = h.next(20).await;
+    let sent = h.trigger.sent.lock().expect("not poisoned").clone();
+    let mut delays = Vec::new();
+    for (f, (_, slot_text, at)) in fired.iter().zip(&sent) {
+        let wall = start_time() + chrono::Duration::from_std(*at - t0).expect("small");
+        assert_eq!(
+            slot_text,
+            &crate::trigger::request::slot_text(f.slot),
+            "the request carries the slot, not the delay"
+        );
+        let delay = wall - f.slot;
+        assert!(delay >= chrono::Duration::zero() && delay <= chrono::Duration::seconds(20), "{delay}");
+        delays.push(delay);
+    }
+    delays.sort();
+    delays.dedup();
+    assert!(delays.len() > 10, "the delays are random: {delays:?}");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_swaps_schedules_without_backfilling() {
+    let list = schedules(
+        "  keep:\n    cron: \"0 * * * * *\"\n  drop:\n    cron: \"0 * * * * *\"\n  change:\n    cron: \"0 0 * * *\"\n",
+    );
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    assert_eq!(h.next(2).await.len(), 2);
+    // At 12:01:00: `drop` goes, `change` becomes every minute (from now: no backfill of 00:00), `added` comes.
+    let new = schedules(
+        "  keep:\n    cron: \"0 * * * * *\"\n  change:\n    cron: \"30 * * * * *\"\n  added:\n    cron: \"45 * * * * *\"\n",
+    );
+    h.reloads.send(new).await.expect("the scheduler listens");
+    let fired = h.next(4).await;
+    let order: Vec<(&str, DateTime<Utc>)> = fired.iter().map(|f| (f.schedule.as_str(), f.slot)).collect();
+    assert_eq!(
+        order,
+        [
+            ("change", slot(12, 1, 30)),
+            ("added", slot(12, 1, 45)),
+            ("keep", slot(12, 2, 0)),
+            ("change", slot(12, 2, 30))
+        ]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_the_grace_period_then_records_unknown() {
+    let list = schedules("  stuck:\n    cron: \"0 * * * * *\"\n");
+    let options = Options { shutdown_grace: Duration::from_secs(25), ..Options::default() };
+    let h = Harness::start(list, options, Recorder { hang: true, ..Recorder::default() }, &[]).await;
+    while h.trigger.sent().is_empty() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let stopping = tokio::time::Instant::now();
+    let store = h.store.clone();
+    let dir = h.stop().await;
+    assert!(
+        stopping.elapsed() >= Duration::from_secs(25) && stopping.elapsed() < Duration::from_secs(27),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let runs = store.history(Some("stuck"), 5).await.expect("reads");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, RunState::Unknown);
+    assert!(runs[0].error.as_deref().is_some_and(|e| e.contains("stopped before GitLab answered")));
+    drop(dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clock_step_fires_the_newest_slot_once_and_records_the_skipped_ones() {
+    let list = schedules("  minutely:\n    cron: \"0 * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    assert_eq!(h.next(1).await[0].slot, slot(12, 1, 0));
+    // NTP steps the clock 10 minutes ahead at 12:01:30; the loop, asleep until 12:02:00 by the old reading, wakes
+    // 30 s later at 12:12:00 by the new one.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    h.clock.step(chrono::Duration::minutes(10));
+    let fired = h.next(2).await;
+    let slots: Vec<DateTime<Utc>> = fired.iter().map(|f| f.slot).collect();
+    assert_eq!(slots, [slot(12, 12, 0), slot(12, 13, 0)]);
+    let store = h.store.clone();
+    h.stop().await;
+    let runs = store.history(Some("minutely"), 50).await.expect("reads");
+    let missed = runs.iter().filter(|r| r.state == RunState::Missed).count();
+    assert_eq!(missed, 10, "12:02 to 12:11 were skipped by the step: {runs:?}");
+    // A step back fires nothing twice: the slots ahead are still ahead.
+    let mut slots_seen: Vec<DateTime<Utc>> = runs.iter().map(|r| r.slot).collect();
+    slots_seen.dedup();
+    assert_eq!(slots_seen.len(), runs.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_back_fires_nothing_twice() {
+    let list = schedules("  minutely:\n    cron: \"0 * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    assert_eq!(h.next(1).await[0].slot, slot(12, 1, 0));
+    h.clock.step(chrono::Duration::minutes(-5));
+    let fired = h.next(2).await;
+    let slots: Vec<DateTime<Utc>> = fired.iter().map(|f| f.slot).collect();
+    assert_eq!(slots, [slot(12, 2, 0), slot(12, 3, 0)]);
+    h.stop().await;
+}

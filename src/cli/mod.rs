@@ -8,6 +8,7 @@ mod check;
 mod format;
 mod history;
 mod next;
+mod run;
 mod run_now;
 mod status;
 
@@ -36,6 +37,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: fire every schedule on time until SIGTERM.
+    Run(run::Args),
     /// Check the schedule files and list each schedule's next fire time.
     Check(check::Args),
     /// Print a schedule's next fire times.
@@ -108,6 +111,7 @@ where
     let result = match &cli.command {
         Command::Check(args) => check::run(&cli, args),
         Command::Next(args) => next::run(&cli, args),
+        Command::Run(args) => daemon(run::run(&cli, args)),
         Command::RunNow(args) => block_on(run_now::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
@@ -125,6 +129,12 @@ where
 /// Runs an async command on a small runtime of its own.
 fn block_on<F: std::future::Future<Output = Result<(), Error>>>(future: F) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(future)
+}
+
+/// Runs the daemon on a multi-threaded runtime, so that firing and the store's blocking calls use every core.
+fn daemon<F: std::future::Future<Output = Result<(), Error>>>(future: F) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(future)
 }
 

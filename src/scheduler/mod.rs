@@ -148,7 +148,10 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         for schedule in self.schedules.values() {
             match self.queue.peek_for(&schedule.name) {
-                Some(due) => tracing::info!(schedule = %schedule.name, next = %due.slot, "scheduled"),
+                Some(due) => {
+                    let next = due.slot.with_timezone(&schedule.timezone).to_rfc3339();
+                    tracing::info!(schedule = %schedule.name, next, "scheduled");
+                }
                 None if !schedule.enabled => tracing::info!(schedule = %schedule.name, "paused"),
                 None => tracing::warn!(schedule = %schedule.name, "never fires"),
             }

@@ -1,0 +1,98 @@
+//! `pipecron run`: the daemon. It fires every schedule on time until SIGTERM or SIGINT, reloads on changes and
+//! SIGHUP, and exits 0 once in-flight triggers have finished or the grace period has passed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::{Cli, Error};
+use crate::clock::SystemClock;
+use crate::scheduler::{Options, Scheduler};
+use crate::store::SqliteStore;
+use crate::trigger::{Backoff, GitlabClient};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many triggers may be in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+    /// How long in-flight triggers may take to finish after SIGTERM; the rest are recorded as unknown.
+    #[arg(long, default_value = "25s", value_parser = crate::duration::parse)]
+    shutdown_grace: Duration,
+    /// Print each request (token masked) instead of sending it, and record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
+    init_logs(args.log_format);
+    let schedules = crate::reload::load_valid(&cli.schedules).map_err(|errors| Error::InvalidConfig { errors })?;
+    let client = GitlabClient::new()?;
+    client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
+    // A dry run records nothing, so it keeps its history in memory.
+    let state = if args.dry_run { ":memory:".into() } else { cli.state.clone() };
+    let store = SqliteStore::open(&state)?;
+    let options = Options {
+        concurrency: args.concurrency as usize,
+        shutdown_grace: args.shutdown_grace,
+        backoff: Backoff::default(),
+        dry_run: args.dry_run,
+    };
+    let scheduler = Scheduler::new(Arc::new(store), Arc::new(client), Arc::new(SystemClock), options);
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (kick_tx, kick_rx) = mpsc::channel(4);
+    let _watcher = crate::reload::watch(cli.schedules.clone(), kick_rx, reload_tx)
+        .map_err(|e| Error::Usage(format!("cannot watch {}: {e}", cli.schedules.display())))?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let _ = kick_tx.try_send(());
+        }
+    });
+    tracing::info!(
+        schedules = schedules.len(),
+        state = %state.display(),
+        dry_run = args.dry_run,
+        version = env!("CARGO_PKG_VERSION"),
+        "pipecron started"
+    );
+    scheduler.run(schedules, reload_rx, stop_signal()?).await?;
+    tracing::info!("pipecron stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT. Installing the handlers also makes pipecron stop cleanly as PID 1, where the
+/// kernel would otherwise ignore SIGTERM.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stopping: no new slots are taken");
+    })
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIPECRON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

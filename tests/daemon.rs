@@ -1,0 +1,244 @@
+//! `pipecron run` end to end: the real binary, seconds-field schedules, the fake GitLab, and real signals.
+//! These take a few seconds of real time each; the loop's logic is tested on paused time in `src/scheduler`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fake_gitlab::{FakeGitlab, TOKEN};
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_pipecron"))
+            .args(["run", "--log-format", "json", "--shutdown-grace", "2s"])
+            .current_dir(dir)
+            .env_clear()
+            .env("TRIGGER_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the daemon starts");
+        Daemon { child }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal}");
+    }
+
+    /// Sends SIGTERM and returns the exit code and the logs.
+    fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("TERM");
+        let output = wait_with_timeout(&mut self.child);
+        (output.0, output.1)
+    }
+
+    fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn wait_with_timeout(child: &mut Child) -> (Option<i32>, String) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut logs = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut logs);
+            }
+            return (status.code(), logs);
+        }
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn setup(fake: &FakeGitlab, schedules: &str) -> (tempfile::TempDir, PathBuf) {
+    let url = fake.start_in_background();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir(dir.path().join("schedules")).expect("creates");
+    let file = dir.path().join("schedules/s.yaml");
+    write_schedules(&file, &url, schedules);
+    (dir, file)
+}
+
+fn write_schedules(file: &Path, url: &str, schedules: &str) {
+    let text = format!(
+        "defaults:\n  gitlab: {url}\n  token: ${{TRIGGER_TOKEN}}\n  project: 9\n  ref: master\n  retries: 0\nschedules:\n{schedules}"
+    );
+    std::fs::write(file, text).expect("writes");
+}
+
+/// The slots the fake received, per schedule.
+fn slots_by_schedule(fake: &FakeGitlab) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for request in fake.requests() {
+        let variables = &request.params["variables"];
+        let name = variables["PIPECRON_SCHEDULE"].as_str().unwrap_or_default().to_string();
+        out.entry(name).or_default().push(variables["PIPECRON_SLOT"].as_str().unwrap_or_default().to_string());
+    }
+    out
+}
+
+fn sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn seconds_apart(slots: &[String]) -> bool {
+    let times: Vec<chrono::DateTime<chrono::Utc>> = slots.iter().filter_map(|s| s.parse().ok()).collect();
+    times.windows(2).all(|w| w[1] - w[0] == chrono::Duration::seconds(1))
+}
+
+#[test]
+fn every_slot_fires_exactly_once_and_sigterm_exits_0() {
+    let fake = FakeGitlab::new();
+    let (dir, _) =
+        setup(&fake, "  every-second:\n    cron: \"* * * * * *\"\n  every-other:\n    cron: \"*/2 * * * * *\"\n");
+    let daemon = Daemon::start(dir.path());
+    sleep(4500);
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    let slots = slots_by_schedule(&fake);
+    let every = &slots["every-second"];
+    assert!(every.len() >= 3, "{slots:?}");
+    assert!(seconds_apart(every), "a slot was skipped or fired twice: {every:?}");
+    assert!(slots["every-other"].len() >= 1, "{slots:?}");
+    assert!(logs.contains("\"message\":\"fired\""), "{logs}");
+    assert!(logs.contains("\"lateness_ms\""), "{logs}");
+    assert!(!logs.contains(&TOKEN[6..]), "the token was logged");
+}
+
+#[test]
+fn kill_9_and_restart_fires_nothing_twice_and_catches_up() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  every-second:\n    cron: \"* * * * * *\"\n    catch_up: 1h\n");
+    let daemon = Daemon::start(dir.path());
+    sleep(2500);
+    daemon.kill9();
+    sleep(2500);
+    let daemon = Daemon::start(dir.path());
+    sleep(2500);
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    let slots = &slots_by_schedule(&fake)["every-second"];
+    let mut unique = slots.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), slots.len(), "a slot was fired twice: {slots:?}");
+    let reasons: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.params["variables"]["PIPECRON_REASON"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(reasons.iter().filter(|r| *r == "catch-up").count(), 1, "{reasons:?}");
+
+    let db = dir.path().join("pipecron.db");
+    let connection = rusqlite::Connection::open(&db).expect("opens");
+    let integrity: String = connection.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("checks");
+    assert_eq!(integrity, "ok");
+    let missed: i64 =
+        connection.query_row("SELECT COUNT(*) FROM runs WHERE state = 'missed'", [], |r| r.get(0)).expect("counts");
+    assert!(missed >= 1, "the slots missed while down are recorded");
+    let claimed_twice: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM (SELECT slot FROM runs GROUP BY schedule, slot HAVING COUNT(*) > 1)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("counts");
+    assert_eq!(claimed_twice, 0);
+}
+
+#[test]
+fn reloads_on_sighup_and_on_edits_and_keeps_the_old_config_on_errors() {
+    let fake = FakeGitlab::new();
+    let (dir, file) = setup(&fake, "  first:\n    cron: \"* * * * * *\"\n");
+    let url = {
+        let text = std::fs::read_to_string(&file).expect("reads");
+        text.lines().find_map(|l| l.strip_prefix("  gitlab: ")).expect("a url").to_string()
+    };
+    let daemon = Daemon::start(dir.path());
+    sleep(1500);
+    // An invalid edit is refused and `first` keeps firing.
+    std::fs::write(&file, "schedules:\n  broken:\n    cron: \"61 * * * *\"\n").expect("writes");
+    sleep(1500);
+    // A valid edit replaces `first` with `second`.
+    write_schedules(&file, &url, "  second:\n    cron: \"* * * * * *\"\n");
+    sleep(1500);
+    let before_hup = slots_by_schedule(&fake);
+    // SIGHUP reloads too (the directory is unchanged, so nothing changes).
+    daemon.signal("HUP");
+    sleep(1500);
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("invalid schedule file"), "{logs}");
+    assert!(logs.contains("61 is out of range"), "{logs}");
+    assert!(logs.contains("reloaded the schedules"), "{logs}");
+    assert!(logs.contains("\"reason\":\"SIGHUP\""), "{logs}");
+    let after = slots_by_schedule(&fake);
+    assert!(before_hup["first"].len() >= 2, "first kept firing through the invalid edit: {before_hup:?}");
+    assert!(after.contains_key("second"), "{after:?}");
+    let first_last = before_hup["first"].last().cloned().unwrap_or_default();
+    assert_eq!(after["first"].last().cloned().unwrap_or_default(), first_last, "first stopped after the reload");
+}
+
+#[test]
+fn an_invalid_config_fails_fast_with_located_errors() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir(dir.path().join("schedules")).expect("creates");
+    std::fs::write(dir.path().join("schedules/bad.yaml"), "schedules:\n  x:\n    cron: \"61 * * * *\"\n")
+        .expect("writes");
+    let run = common::Pipecron::new().current_dir(dir.path()).args(["run"]).run();
+    assert_eq!(run.status, 1, "{run:#?}");
+    assert!(run.stderr.contains("bad.yaml:3:11"), "{run:#?}");
+}
+
+#[test]
+fn as_pid_1_in_a_new_pid_namespace_sigterm_exits_cleanly() {
+    if Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        assert!(std::env::var("CI").is_err(), "unshare --pid must work in CI");
+        eprintln!("skipped: this machine cannot create PID namespaces");
+        return;
+    }
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  every-second:\n    cron: \"* * * * * *\"\n");
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_pipecron"))
+        .args(["run", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TRIGGER_TOKEN", TOKEN)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare starts");
+    sleep(2000);
+    // The daemon is PID 1 inside; signal it from outside through its PID in our namespace.
+    let inner = Command::new("pgrep").args(["-P", &child.id().to_string()]).output().expect("pgrep runs");
+    let pid = String::from_utf8_lossy(&inner.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "pipecron runs under unshare");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().is_ok_and(|s| s.success()));
+    let (code, logs) = wait_with_timeout(&mut child);
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("SIGTERM"), "{logs}");
+    assert!(!slots_by_schedule(&fake).is_empty());
+}

@@ -55,33 +55,39 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
             return loaded;
         }
     };
-    let mut first_use: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+    // Where each name was first used: the file's index in `loaded.files`, and the place.
+    let mut first_use: HashMap<String, (usize, Pos)> = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file);
         let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
-        let schedules = match text {
+        let mut schedules = match text {
             Ok(text) => load_file(&text, &file, env, &mut rep),
             Err(error) => {
                 rep.error(Pos::default(), None, format!("cannot read the file: {error}"));
                 Vec::new()
             }
         };
-        for schedule in schedules {
-            match first_use.get(&schedule.name) {
-                Some((other, pos)) => rep.scoped(Scope::Schedule(schedule.name.clone())).error(
-                    schedule.pos,
-                    None,
-                    format!(
-                        "the name '{}' is already used at {}:{pos}; schedule names must be unique across all files",
-                        schedule.name,
-                        other.display()
-                    ),
-                ),
-                None => {
-                    first_use.insert(schedule.name.clone(), (file.clone(), schedule.pos));
-                    loaded.schedules.push(schedule);
-                }
+        let index = loaded.files.len();
+        schedules.retain(|schedule| match first_use.get(&schedule.name) {
+            Some((other, pos)) => {
+                let other = loaded.files.get(*other).unwrap_or(&file).display();
+                let message = format!(
+                    "the name '{}' is already used at {other}:{pos}; schedule names must be unique across all files",
+                    schedule.name
+                );
+                rep.scoped(Scope::Schedule(schedule.name.clone())).error(schedule.pos, None, message);
+                false
             }
+            None => {
+                first_use.insert(schedule.name.clone(), (index, schedule.pos));
+                true
+            }
+        });
+        // Most configurations are one file: take its schedules as they are instead of copying them.
+        if loaded.schedules.is_empty() {
+            loaded.schedules = schedules;
+        } else {
+            loaded.schedules.append(&mut schedules);
         }
         loaded.files.push(file);
     }
@@ -205,28 +211,27 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
             return Vec::new();
         }
     };
-    entries
-        .iter()
-        .filter_map(|(name, body)| {
-            let mut rep = rep.scoped(Scope::Schedule(name.name.clone()));
-            if let Err(message) = check_name(&name.name) {
-                rep.error(name.pos, None, message);
+    let mut schedules: Vec<Schedule> = Vec::with_capacity(entries.len());
+    schedules.extend(entries.iter().filter_map(|(name, body)| {
+        let mut rep = rep.scoped(Scope::Schedule(name.name.clone()));
+        if let Err(message) = check_name(&name.name) {
+            rep.error(name.pos, None, message);
+            return None;
+        }
+        let own = match &body.value {
+            Value::Map(entries) => reader.read(entries, &KEYS, &mut rep),
+            other => {
+                rep.error(
+                    body.pos,
+                    None,
+                    format!("expected the schedule's keys (cron, project, ref, ...), found {}", other.kind()),
+                );
                 return None;
             }
-            let own = match &body.value {
-                Value::Map(entries) => reader.read(entries, &KEYS, &mut rep),
-                other => {
-                    rep.error(
-                        body.pos,
-                        None,
-                        format!("expected the schedule's keys (cron, project, ref, ...), found {}", other.kind()),
-                    );
-                    return None;
-                }
-            };
-            resolve::resolve(name, own, defaults, &mut rep)
-        })
-        .collect()
+        };
+        resolve::resolve(name, own, defaults, &mut rep)
+    }));
+    schedules
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -264,7 +269,7 @@ mod resolve {
         }
         let timezone = f.timezone.map(|t| t.value).unwrap_or(chrono_tz::UTC);
         let cron = f.cron.and_then(|c| match CronExpr::parse(&c.value, &name.name) {
-            Ok(expr) => check_fires(c.pos, expr, timezone, rep),
+            Ok(expr) => check_fires(c.pos, expr, rep),
             Err(error) => {
                 rep.error(c.pos, Some("cron"), error.to_string());
                 None
@@ -317,8 +322,8 @@ mod resolve {
     }
 
     /// Errors for an expression that never fires, warnings for one that fires more than once a minute.
-    fn check_fires(pos: super::Pos, expr: CronExpr, tz: chrono_tz::Tz, rep: &mut Reporter) -> Option<CronExpr> {
-        if expr.next_after(tz, chrono::Utc::now()).is_none() {
+    fn check_fires(pos: super::Pos, expr: CronExpr, rep: &mut Reporter) -> Option<CronExpr> {
+        if !expr.ever_fires() {
             rep.error(
                 pos,
                 Some("cron"),

@@ -79,7 +79,13 @@ pub struct SyntaxError {
 
 /// Reads one YAML document. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    // The default budget stops at 250,000 nodes; a file of 100,000 schedules has more. The limits that stop alias
+    // bombs stay as they are.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 50_000_000;
+    budget.max_nodes = 20_000_000;
     let options = serde_saphyr::options! {
+        budget: Some(budget),
         strict_booleans: true,
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         with_snippet: false,
@@ -247,6 +253,13 @@ mod tests {
         let error = parse("a: 1\na: 2\n").expect_err("duplicate key");
         assert_eq!(error.pos.line, 2, "{error:?}");
         assert!(error.message.contains("duplicate"), "{error:?}");
+    }
+
+    #[test]
+    fn large_files_stay_within_the_parsers_budget() {
+        let text = "- 1\n".repeat(300_000);
+        let Value::Seq(items) = parse(&text).expect("300,000 nodes parse").value else { panic!("not a list") };
+        assert_eq!(items.len(), 300_000);
     }
 
     #[test]

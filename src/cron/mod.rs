@@ -15,6 +15,8 @@ mod field;
 use chrono::offset::LocalResult;
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::{GapInfo, Tz};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 pub use field::Field;
 
@@ -39,12 +41,53 @@ const NICKNAMES: [(&str, &str); 7] = [
 const HORIZON_YEARS: i32 = 29;
 
 /// A parsed cron expression. It is evaluated in a time zone given to `next_after`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CronExpr {
     source: String,
-    /// Evaluated on local wall-clock time written as if it were UTC.
-    cron: croner::Cron,
+    /// Evaluated on local wall-clock time written as if it were UTC. Shared by every expression with the same
+    /// numeric form: a croner pattern holds kilobytes of bit fields, and 100,000 schedules of `H H * * *` have at
+    /// most 1,440 distinct forms.
+    compiled: Arc<Compiled>,
     fixed_time: bool,
+}
+
+impl PartialEq for CronExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.compiled.text == other.compiled.text && self.fixed_time == other.fixed_time
+    }
+}
+
+#[derive(Debug)]
+struct Compiled {
+    /// The numeric form croner parsed, with the day rule: the key of the cache.
+    text: String,
+    cron: croner::Cron,
+    ever_fires: OnceLock<bool>,
+}
+
+/// Compiled patterns by numeric form. Entries die with their last expression, and dead ones are swept as it grows.
+static COMPILED: Mutex<Option<HashMap<String, Weak<Compiled>>>> = Mutex::new(None);
+
+fn compile(text: String, dom_and_dow: bool, source: &str) -> Result<Arc<Compiled>, CronError> {
+    let key = format!("{text} {dom_and_dow}");
+    let mut cache = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(compiled) = cache.get(&key).and_then(Weak::upgrade) {
+        return Ok(compiled);
+    }
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .year(croner::parser::Year::Disallowed)
+        .dom_and_dow(dom_and_dow)
+        .build()
+        .parse(&text)
+        .map_err(|e| CronError(format!("'{source}' is not a valid cron expression: {e}")))?;
+    let compiled = Arc::new(Compiled { text: key.clone(), cron, ever_fires: OnceLock::new() });
+    if cache.len() >= 1024 && cache.len().is_power_of_two() {
+        cache.retain(|_, weak| weak.strong_count() > 0);
+    }
+    cache.insert(key, Arc::downgrade(&compiled));
+    Ok(compiled)
 }
 
 impl CronExpr {
@@ -74,16 +117,10 @@ impl CronExpr {
             .map_err(CronError)?;
         let (dom, dow) = (&parsed[3], &parsed[5]);
         let text = parsed.iter().map(|f| f.text.as_str()).collect::<Vec<_>>().join(" ");
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Required)
-            .year(croner::parser::Year::Disallowed)
-            .dom_and_dow(dom.starts_with_star || dow.starts_with_star)
-            .build()
-            .parse(&text)
-            .map_err(|e| CronError(format!("'{trimmed}' is not a valid cron expression: {e}")))?;
+        let compiled = compile(text, dom.starts_with_star || dow.starts_with_star, trimmed)?;
         Ok(CronExpr {
             source: trimmed.to_string(),
-            cron,
+            compiled,
             fixed_time: !parsed[1].starts_with_star && !parsed[2].starts_with_star,
         })
     }
@@ -98,9 +135,15 @@ impl CronExpr {
         self.fixed_time
     }
 
+    /// False for an expression no date matches, such as `0 0 30 2 *`. Worked out once per distinct pattern: the
+    /// time zone cannot change it.
+    pub fn ever_fires(&self) -> bool {
+        *self.compiled.ever_fires.get_or_init(|| self.next_after(chrono_tz::UTC, Utc::now()).is_some())
+    }
+
     /// True when the seconds field fires more than once a minute.
     pub fn is_sub_minute(&self) -> bool {
-        (0..60).filter(|s| self.cron.pattern.second_match(*s).unwrap_or(false)).count() > 1
+        (0..60).filter(|s| self.compiled.cron.pattern.second_match(*s).unwrap_or(false)).count() > 1
     }
 
     /// The first instant strictly after `after` at which the expression fires in `tz`, or `None` if it never does
@@ -111,7 +154,7 @@ impl CronExpr {
         let mut inclusive = true;
         let mut best: Option<DateTime<Tz>> = None;
         loop {
-            let local = self.cron.find_next_occurrence(&cursor, inclusive).ok()?;
+            let local = self.compiled.cron.find_next_occurrence(&cursor, inclusive).ok()?;
             if local.year() > horizon {
                 return best;
             }

@@ -351,7 +351,7 @@ fn daylight_saving_follows_cronie() {
 fn brute_force(cron: &CronExpr, tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     let matches = |t: DateTime<Utc>| {
         let local = t.with_timezone(&tz).naive_local().and_utc();
-        cron.cron.is_time_matching(&local).unwrap_or(false)
+        cron.compiled.cron.is_time_matching(&local).unwrap_or(false)
     };
     let offset = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local() - t.naive_utc();
     let mut out = Vec::new();
@@ -370,7 +370,7 @@ fn brute_force(cron: &CronExpr, tz: Tz, after: DateTime<Utc>, until: DateTime<Ut
             let mut local = start;
             let mut hit = false;
             while local < t.with_timezone(&tz).naive_local() {
-                hit |= cron.cron.is_time_matching(&local.and_utc()).unwrap_or(false);
+                hit |= cron.compiled.cron.is_time_matching(&local.and_utc()).unwrap_or(false);
                 local += Duration::minutes(1);
             }
             hit

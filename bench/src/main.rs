@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 /// One request as the fake saw it: the slot it carried and when it arrived.
 #[derive(Clone)]
@@ -70,7 +70,7 @@ impl Run {
             .arg("run")
             .args(extra)
             .current_dir(&dir)
-            .env("PIPECRON_LOG", "warn")
+            .env("PIPECRON_LOG", std::env::var("PIPECRON_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("pipecron.log")).map(Stdio::from).unwrap_or(Stdio::null()))
             .spawn()
@@ -114,7 +114,9 @@ impl Run {
             let tail: Vec<&str> = log.lines().rev().take(5).collect();
             println!("  pipecron exited with {status:?}; the end of its log:\n  {}", tail.join("\n  "));
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("PIPECRON_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -156,7 +158,8 @@ async fn lateness(url: &str, arrivals: &Arrivals, schedules: usize, seconds: u64
 /// `n` schedules all due at the same second: when the last request arrived, and the CPU it took.
 async fn burst(url: &str, arrivals: &Arrivals, n: usize) {
     let now = Utc::now();
-    let due = now + chrono::Duration::seconds(if n > 10_000 { 20 } else { 8 });
+    // A whole second: the slot the cron line below names.
+    let due = (now + chrono::Duration::seconds(8)).with_nanosecond(0).unwrap_or(now);
     let cron = format!("{} {} {} * * *", due.format("%-S"), due.format("%-M"), due.format("%-H"));
     let run = Run::start("burst", url, n, &cron, &[]);
     while Utc::now() < due - chrono::Duration::milliseconds(500) {

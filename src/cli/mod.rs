@@ -111,7 +111,7 @@ where
     let result = match &cli.command {
         Command::Check(args) => check::run(&cli, args),
         Command::Next(args) => next::run(&cli, args),
-        Command::Run(args) => daemon(run::run(&cli, args)),
+        Command::Run(args) => block_on(run::run(&cli, args)),
         Command::RunNow(args) => block_on(run_now::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
@@ -126,15 +126,10 @@ where
     }
 }
 
-/// Runs an async command on a small runtime of its own.
+/// Runs an async command on a single-threaded runtime. Even the daemon runs on one: it keeps an idle pipecron to one
+/// wake-up a minute, and fires with lower latency than a multi-threaded one on a small machine (see bench/).
 fn block_on<F: std::future::Future<Output = Result<(), Error>>>(future: F) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(future)
-}
-
-/// Runs the daemon on a multi-threaded runtime, so that firing and the store's blocking calls use every core.
-fn daemon<F: std::future::Future<Output = Result<(), Error>>>(future: F) -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(future)
 }
 

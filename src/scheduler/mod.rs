@@ -27,6 +27,8 @@ use queue::{Due, Queue};
 const RECHECK: Duration = Duration::from_secs(60);
 /// A slot fired within this long of its time counts as on time; later than that, it is a catch-up.
 const ON_TIME: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Slots due this soon are claimed ahead, so that the claim's transaction is done when the slot comes.
+const LEAD: Duration = Duration::from_millis(10);
 /// At most this many missed slots are recorded per schedule at once; older ones are counted in the log only.
 const MAX_MISSED: usize = 10_000;
 
@@ -204,7 +206,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     fn next_wake(&self) -> tokio::time::Instant {
         let now = self.clock.now();
         let until = match self.queue.peek() {
-            Some(due) => (due.slot - now).to_std().unwrap_or(Duration::ZERO).min(RECHECK),
+            Some(due) => (due.slot - now).to_std().unwrap_or(Duration::ZERO).saturating_sub(LEAD).min(RECHECK),
             None => RECHECK,
         };
         tokio::time::Instant::now() + until
@@ -216,7 +218,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let now = self.clock.now();
         let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut missed = Vec::new();
-        while let Some(due) = self.queue.pop_due(now) {
+        let lead = chrono::Duration::from_std(LEAD).unwrap_or_default();
+        while let Some(due) = self.queue.pop_due(now + lead) {
             let Some(schedule) = self.schedules.get(&due.name).cloned() else { continue };
             if let Some(next) = schedule.next_after(due.slot) {
                 self.queue.push(Due::new(&schedule, next.to_utc()));
@@ -265,6 +268,10 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                     }
                 },
             };
+            // The claims were made up to LEAD ahead; the requests wait for the slot, to the microsecond.
+            if let Some(first) = fires.iter().map(|(_, slot, _)| *slot).min() {
+                context.clock.wait_until(first).await;
+            }
             let mut tasks = JoinSet::new();
             for (((schedule, slot, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
                 if !won {
@@ -355,7 +362,10 @@ impl<S, T, C> Clone for FireContext<S, T, C> {
 impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     /// Fires one claimed slot: waits out its jitter, takes a place in the pool, sends with retries, records.
     async fn fire(self, schedule: Arc<Schedule>, slot: DateTime<Utc>, reason: Reason, delay: Duration) {
-        tokio::time::sleep(delay).await;
+        let not_before = slot + chrono::Duration::from_std(delay).unwrap_or_default();
+        if not_before > self.clock.now() {
+            self.clock.wait_until(not_before).await;
+        }
         let Ok(_permit) = self.pool.acquire().await else { return };
         let started = self.clock.now();
         let lateness_ms = (started - slot).num_milliseconds() - delay.as_millis() as i64;

@@ -73,7 +73,7 @@ pub struct Run {
     pub error: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the state database {path}: {reason}")]
     Open { path: String, reason: String },

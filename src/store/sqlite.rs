@@ -41,6 +41,77 @@ const COLUMNS: &str = "schedule, slot, reason, state, attempts, started_at, fini
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    /// Results to record, written by one task in group commits: under a burst, one transaction records many runs,
+    /// and each `finish` still returns only once its row is committed. Started by the first `finish`, on the
+    /// runtime that calls it.
+    finishes: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Finish>>>,
+}
+
+/// A run's result on its way to the writer thread.
+struct Finish {
+    schedule: String,
+    slot: DateTime<Utc>,
+    result: RunResult,
+    now: DateTime<Utc>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// At most this many results share one transaction.
+const GROUP_COMMIT: usize = 1000;
+
+/// Takes results as they come and commits whatever has queued up meanwhile in one transaction.
+fn spawn_writer(connection: Arc<Mutex<Connection>>) -> tokio::sync::mpsc::UnboundedSender<Finish> {
+    let (finishes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Finish>();
+    tokio::spawn(async move {
+        while let Some(first) = queue.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < GROUP_COMMIT
+                && let Ok(next) = queue.try_recv()
+            {
+                batch.push(next);
+            }
+            let connection = connection.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+                let written = update_many(&mut connection, &batch).map_err(|e| StoreError::Query(e.to_string()));
+                (batch, written)
+            })
+            .await;
+            let Ok((batch, written)) = written else { continue };
+            for finish in batch {
+                let _ = finish.done.send(written.clone());
+            }
+        }
+    });
+    finishes
+}
+
+fn update_many(c: &mut Connection, batch: &[Finish]) -> rusqlite::Result<()> {
+    let transaction = c.transaction()?;
+    {
+        let mut statement = transaction.prepare_cached(
+            "UPDATE runs SET state = $1, attempts = $2, finished_at = $3, http_status = $4, pipeline_id = $5,
+                    pipeline_iid = $6, pipeline_status = $7, web_url = $8, error = $9
+             WHERE schedule = $10 AND slot = $11",
+        )?;
+        for Finish { schedule, slot, result, now, .. } in batch {
+            let pipeline = result.pipeline.as_ref();
+            statement.execute(params![
+                RunState::from(result.ending).as_str(),
+                result.attempts,
+                millis(*now),
+                result.http_status,
+                pipeline.map(|p| p.id as i64),
+                pipeline.and_then(|p| p.iid).map(|i| i as i64),
+                pipeline.map(|p| p.status.clone()),
+                pipeline.and_then(|p| p.web_url.clone()),
+                result.error,
+                schedule,
+                millis(*slot),
+            ])?;
+        }
+    }
+    transaction.commit()
 }
 
 impl SqliteStore {
@@ -57,7 +128,7 @@ impl SqliteStore {
             .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
             .map_err(|e| open_error(e.to_string()))?;
         migrate(&connection)?;
-        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)) })
+        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)), finishes: Arc::default() })
     }
 
     /// Runs `work` on the blocking pool with the connection.
@@ -189,30 +260,11 @@ impl RunStore for SqliteStore {
         result: &RunResult,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (schedule, result) = (schedule.to_string(), result.clone());
-        self.with(move |c| {
-            let pipeline = result.pipeline.as_ref();
-            c.execute(
-                "UPDATE runs SET state = $1, attempts = $2, finished_at = $3, http_status = $4, pipeline_id = $5,
-                        pipeline_iid = $6, pipeline_status = $7, web_url = $8, error = $9
-                 WHERE schedule = $10 AND slot = $11",
-                params![
-                    RunState::from(result.ending).as_str(),
-                    result.attempts,
-                    millis(now),
-                    result.http_status,
-                    pipeline.map(|p| p.id as i64),
-                    pipeline.and_then(|p| p.iid).map(|i| i as i64),
-                    pipeline.map(|p| p.status.clone()),
-                    pipeline.and_then(|p| p.web_url.clone()),
-                    result.error,
-                    schedule,
-                    millis(slot),
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let finish = Finish { schedule: schedule.to_string(), slot, result: result.clone(), now, done };
+        let finishes = self.finishes.get_or_init(|| spawn_writer(self.connection.clone()));
+        finishes.send(finish).map_err(|_| StoreError::Query("the history writer has stopped".into()))?;
+        committed.await.map_err(|_| StoreError::Query("the history writer has stopped".into()))?
     }
 
     async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {

@@ -314,14 +314,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let left: Vec<_> = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
         let now = self.clock.now();
         for (name, slot) in left {
-            let result = RunResult {
-                ending: Ending::Unknown,
-                attempts: 0,
-                http_status: None,
-                pipeline: None,
-                error: Some("pipecron stopped before GitLab answered; a pipeline may have been created".into()),
-                retries_exhausted: false,
-            };
+            let why = "pipecron stopped before GitLab answered; a pipeline may have been created";
+            let result = RunResult::unanswered(Ending::Unknown, Some(why.into()));
             if !self.options.dry_run
                 && let Err(error) = self.store.finish(&name, slot, &result, now).await
             {
@@ -372,7 +366,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         let result = match TriggerRequest::new(&schedule, slot, reason, &Overrides::default()) {
             Ok(request) if self.dry_run => {
                 println!("{}", request.describe());
-                RunResult { ending: Ending::Succeeded, attempts: 0, http_status: None, pipeline: None, error: None, retries_exhausted: false }
+                RunResult::unanswered(Ending::Succeeded, None)
             }
             Ok(request) => {
                 trigger::fire(&*self.trigger, &request, schedule.retries, self.backoff, |attempt, message, wait| {
@@ -380,14 +374,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
                 })
                 .await
             }
-            Err(error) => RunResult {
-                ending: Ending::Failed,
-                attempts: 0,
-                http_status: None,
-                pipeline: None,
-                error: Some(error.to_string()),
-                retries_exhausted: false,
-            },
+            Err(error) => RunResult::unanswered(Ending::Failed, Some(error.to_string())),
         };
         if !self.dry_run
             && let Err(error) = self.store.finish(&schedule.name, slot, &result, self.clock.now()).await

@@ -65,6 +65,13 @@ pub struct RunResult {
     pub retries_exhausted: bool,
 }
 
+impl RunResult {
+    /// A run that ended without an answer from GitLab: not sent, only printed, or cut short.
+    pub fn unanswered(ending: Ending, error: Option<String>) -> Self {
+        RunResult { ending, attempts: 0, http_status: None, pipeline: None, error, retries_exhausted: false }
+    }
+}
+
 /// Exponential backoff with full jitter: before retry n (from 0), a random wait in `[0, min(cap, base·2ⁿ)]`, but
 /// at least what GitLab asked for.
 #[derive(Debug, Clone, Copy)]

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,13 +22,13 @@ pub struct Schedule {
     /// Unique across all files, `[A-Za-z0-9._-]+`.
     pub name: String,
     /// The file and place the schedule was defined.
-    pub file: PathBuf,
+    pub file: Arc<Path>,
     pub pos: Pos,
     pub description: Option<String>,
     pub cron: CronExpr,
     pub timezone: Tz,
     /// The GitLab base URL, without `/api`.
-    pub gitlab: Url,
+    pub gitlab: Arc<Url>,
     pub token_source: TokenSource,
     /// `None` only when the configuration was loaded without resolving secrets (`check --skip-secrets`, `next`).
     pub token: Option<Secret>,

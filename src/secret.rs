@@ -6,13 +6,13 @@
 use std::fmt;
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 const PREFIX: &str = "glptt-";
 
 impl Secret {
     pub fn new(token: String) -> Self {
-        Secret(token)
+        Secret(token.into())
     }
 
     /// The token itself, for the one place that sends it: the request body.
@@ -24,7 +24,7 @@ impl Secret {
     pub fn masked(&self) -> String {
         let (prefix, rest) = match self.0.strip_prefix(PREFIX) {
             Some(rest) => (PREFIX, rest),
-            None => ("", self.0.as_str()),
+            None => ("", &*self.0),
         };
         let shown: String = rest.chars().take(4).collect();
         format!("{prefix}{shown}…")

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -64,7 +65,7 @@ pub struct Fields {
     pub cron: Option<At<String>>,
     pub timezone: Option<At<Tz>>,
     /// `None` inside: the URL is a `${VAR}` that was not resolved.
-    pub gitlab: Option<At<Option<Url>>>,
+    pub gitlab: Option<At<Option<Arc<Url>>>>,
     pub credential: Option<At<Credential>>,
     pub project: Option<At<Project>>,
     pub git_ref: Option<At<String>>,
@@ -187,12 +188,12 @@ impl Reader<'_> {
         interpolate(text(node)?, self.env)
     }
 
-    fn gitlab(&self, node: &Node) -> Result<Option<Url>, String> {
+    fn gitlab(&self, node: &Node) -> Result<Option<Arc<Url>>, String> {
         let found = self.interpolated(node)?;
         if !found.resolved {
             return Ok(None);
         }
-        gitlab_url(&found.text).map(Some)
+        gitlab_url(&found.text).map(|url| Some(Arc::new(url)))
     }
 
     fn token(&self, node: &Node, rep: &mut Reporter) -> Result<Credential, String> {

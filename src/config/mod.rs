@@ -12,6 +12,7 @@ pub mod yaml;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use diag::{Diagnostic, Reporter, Scope, Severity};
 use fields::{Fields, KEYS, Reader};
@@ -211,6 +212,7 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
             return Vec::new();
         }
     };
+    let file: Arc<Path> = Arc::from(rep.file);
     let mut schedules: Vec<Schedule> = Vec::with_capacity(entries.len());
     schedules.extend(entries.iter().filter_map(|(name, body)| {
         let mut rep = rep.scoped(Scope::Schedule(name.name.clone()));
@@ -229,7 +231,7 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
                 return None;
             }
         };
-        resolve::resolve(name, own, defaults, &mut rep)
+        resolve::resolve(name, &file, own, defaults, &mut rep)
     }));
     schedules
 }
@@ -247,12 +249,21 @@ mod resolve {
 
     use std::time::Duration;
 
+    use std::path::Path;
+    use std::sync::Arc;
+
     use super::diag::Reporter;
     use super::fields::{At, Fields, is_loopback};
     use super::yaml::Key;
     use super::{Api, CronExpr, MAX_INPUTS, Schedule};
 
-    pub fn resolve(name: &Key, own: Fields, defaults: &Fields, rep: &mut Reporter) -> Option<Schedule> {
+    pub fn resolve(
+        name: &Key,
+        file: &Arc<Path>,
+        own: Fields,
+        defaults: &Fields,
+        rep: &mut Reporter,
+    ) -> Option<Schedule> {
         let f = own.over(defaults);
         for (key, example) in [
             ("cron", "cron: \"30 0 * * *\""),
@@ -298,12 +309,12 @@ mod resolve {
         };
         Some(Schedule {
             name: name.name.clone(),
-            file: rep.file.to_path_buf(),
+            file: file.clone(),
             pos: name.pos,
             description: f.description.map(|a| a.value),
             cron,
             timezone,
-            gitlab: gitlab.value.unwrap_or_else(placeholder_url),
+            gitlab: gitlab.value.unwrap_or_else(|| Arc::new(placeholder_url())),
             token_source: credential.value.source,
             token: credential.value.secret,
             project: project.value,

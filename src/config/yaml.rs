@@ -210,6 +210,8 @@ impl<'de> Visitor<'de> for ValueVisitor {
             let value = map.next_value::<Node>()?;
             entries.push((key, value));
         }
+        // Most mappings in a schedule file are small; without this, each keeps room for four entries.
+        entries.shrink_to_fit();
         Ok(Value::Map(entries))
     }
 }

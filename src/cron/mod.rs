@@ -63,6 +63,7 @@ struct Compiled {
     text: String,
     cron: croner::Cron,
     ever_fires: OnceLock<bool>,
+    sub_minute: OnceLock<bool>,
 }
 
 /// Compiled patterns by numeric form. Entries die with their last expression, and dead ones are swept as it grows.
@@ -82,7 +83,8 @@ fn compile(text: String, dom_and_dow: bool, source: &str) -> Result<Arc<Compiled
         .build()
         .parse(&text)
         .map_err(|e| CronError(format!("'{source}' is not a valid cron expression: {e}")))?;
-    let compiled = Arc::new(Compiled { text: key.clone(), cron, ever_fires: OnceLock::new() });
+    let compiled =
+        Arc::new(Compiled { text: key.clone(), cron, ever_fires: OnceLock::new(), sub_minute: OnceLock::new() });
     if cache.len() >= 1024 && cache.len().is_power_of_two() {
         cache.retain(|_, weak| weak.strong_count() > 0);
     }
@@ -143,7 +145,11 @@ impl CronExpr {
 
     /// True when the seconds field fires more than once a minute.
     pub fn is_sub_minute(&self) -> bool {
-        (0..60).filter(|s| self.compiled.cron.pattern.second_match(*s).unwrap_or(false)).count() > 1
+        let cron = &self.compiled.cron;
+        *self
+            .compiled
+            .sub_minute
+            .get_or_init(|| (0..60).filter(|s| cron.pattern.second_match(*s).unwrap_or(false)).count() > 1)
     }
 
     /// The first instant strictly after `after` at which the expression fires in `tz`, or `None` if it never does

@@ -49,6 +49,13 @@ enum Command {
     Status(status::Args),
     /// Show past runs, newest first.
     History(history::Args),
+    /// Print the JSON Schema of a schedule file, for editors.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// A command's failure, as the user should read it.
@@ -115,6 +122,12 @@ where
         Command::RunNow(args) => block_on(run_now::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
+        Command::Schema => writeln!(std::io::stdout(), "{}", config::schema::json()).map_err(Error::from),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "pipecron", &mut script);
+            std::io::stdout().write_all(&script).map_err(Error::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

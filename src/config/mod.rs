@@ -8,6 +8,7 @@
 pub mod diag;
 pub mod fields;
 pub mod interpolate;
+pub mod schema;
 pub mod yaml;
 
 use std::collections::HashMap;

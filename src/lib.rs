@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod cron;
 pub mod duration;
+pub mod import;
 pub mod reload;
 pub mod schedule;
 pub mod scheduler;

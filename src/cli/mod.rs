@@ -7,6 +7,7 @@
 mod check;
 mod format;
 mod history;
+mod import_crontab;
 mod next;
 mod run;
 mod run_now;
@@ -49,6 +50,8 @@ enum Command {
     Status(status::Args),
     /// Show past runs, newest first.
     History(history::Args),
+    /// Turn a crontab's curl trigger lines into schedule YAML.
+    ImportCrontab(import_crontab::Args),
     /// Print the JSON Schema of a schedule file, for editors.
     Schema,
     /// Print a shell completion script.
@@ -122,6 +125,7 @@ where
         Command::RunNow(args) => block_on(run_now::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
+        Command::ImportCrontab(args) => import_crontab::run(args),
         Command::Schema => writeln!(std::io::stdout(), "{}", config::schema::json()).map_err(Error::from),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -15,6 +15,9 @@ pub struct Args {
     /// Print JSON, one object per schedule.
     #[arg(long)]
     json: bool,
+    /// Print nothing: exit 0 if the schedules are valid and the history can be read (a container health check).
+    #[arg(long, conflicts_with = "json")]
+    quiet: bool,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
@@ -25,6 +28,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     }
     let store = SqliteStore::open(&cli.state)?;
     let last: HashMap<String, Run> = store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect();
+    if args.quiet {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let rows: Vec<serde_json::Value> = loaded.schedules.iter().map(|s| row_json(s, last.get(&s.name))).collect();

@@ -26,24 +26,55 @@ pub trait Clock: Send + Sync + 'static {
 /// The system's clock.
 pub struct SystemClock;
 
-/// How much of a wait is left to the operating system's own sleep, which is precise to microseconds, rather than to
-/// tokio's timer wheel, which counts whole milliseconds and so wakes up to a millisecond or two late.
-const PRECISE: Duration = Duration::from_millis(3);
-
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
 
+    /// Sleeps on a timerfd set to the wall-clock instant: the kernel wakes the thread once, at that instant, to the
+    /// microsecond, where tokio's timer wheel counts whole milliseconds and, for a long sleep, wakes the thread at
+    /// each of its levels on the way. Setting the clock (an NTP step) ends the sleep early, so the caller looks again.
     async fn wait_until(&self, t: DateTime<Utc>) {
-        let left = |now: DateTime<Utc>| (t - now).to_std().unwrap_or(Duration::ZERO);
-        if left(Utc::now()) > PRECISE {
-            tokio::time::sleep(left(Utc::now()) - PRECISE).await;
+        if t <= Utc::now() {
+            return;
         }
-        let rest = left(Utc::now());
-        if !rest.is_zero() {
-            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+        if let Err(error) = timerfd::sleep_until(t).await {
+            tracing::debug!(%error, "no timerfd; sleeping on tokio's timer");
+            if let Ok(left) = (t - Utc::now()).to_std() {
+                tokio::time::sleep(left).await;
+            }
         }
+    }
+}
+
+mod timerfd {
+    use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+    use chrono::{DateTime, Utc};
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+
+    struct Timer(TimerFd);
+
+    impl AsRawFd for Timer {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_fd().as_raw_fd()
+        }
+    }
+
+    /// Returns at `t` on the real-time clock, or early if the clock is set.
+    pub async fn sleep_until(t: DateTime<Utc>) -> std::io::Result<()> {
+        let timer = TimerFd::new(ClockId::CLOCK_REALTIME, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)?;
+        let at = TimeSpec::new(t.timestamp(), i64::from(t.timestamp_subsec_nanos()));
+        let flags = TimerSetTimeFlags::TFD_TIMER_ABSTIME | TimerSetTimeFlags::TFD_TIMER_CANCEL_ON_SET;
+        timer.set(Expiration::OneShot(at), flags)?;
+        // SAFETY: `Timer` owns the timerfd for as long as the `AsyncFd` lives, and always returns that same fd.
+        let timer = unsafe { AsyncFd::register_with_interest(Timer(timer), Interest::READABLE) }
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let _ready = timer.readable().await?;
+        Ok(())
     }
 }
 
@@ -71,5 +102,21 @@ impl Clock for TokioClock {
         let wall = *self.wall.lock().unwrap_or_else(|p| p.into_inner());
         let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default();
         wall + elapsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_system_clock_never_wakes_before_the_instant() {
+        for ms in [1, 20, 120] {
+            let at = Utc::now() + chrono::Duration::milliseconds(ms);
+            SystemClock.wait_until(at).await;
+            assert!(Utc::now() >= at, "woke before {at}");
+        }
+        // An instant in the past returns at once.
+        SystemClock.wait_until(Utc::now() - chrono::Duration::seconds(1)).await;
     }
 }

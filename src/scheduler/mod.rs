@@ -113,9 +113,9 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         tokio::pin!(shutdown);
         loop {
             self.handle_due().await;
-            let deadline = self.next_wake();
+            let wake = self.next_wake();
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.clock.wait_until(wake) => {}
                 Some(schedules) = reloads.recv() => self.reload(schedules),
                 _ = &mut shutdown => break,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
@@ -202,14 +202,15 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         tracing::info!(?added, ?removed, ?changed, "reloaded the schedules");
     }
 
-    /// When to wake: the earliest due slot, but no later than a minute from now.
-    fn next_wake(&self) -> tokio::time::Instant {
+    /// When to wake, by the wall clock: just before the earliest due slot (to claim it), but no later than a minute
+    /// from now.
+    fn next_wake(&self) -> DateTime<Utc> {
         let now = self.clock.now();
-        let until = match self.queue.peek() {
-            Some(due) => (due.slot - now).to_std().unwrap_or(Duration::ZERO).saturating_sub(LEAD).min(RECHECK),
-            None => RECHECK,
-        };
-        tokio::time::Instant::now() + until
+        let recheck = now + chrono::Duration::from_std(RECHECK).unwrap_or_default();
+        match self.queue.peek() {
+            Some(due) => (due.slot - chrono::Duration::from_std(LEAD).unwrap_or_default()).min(recheck),
+            None => recheck,
+        }
     }
 
     /// Handles every slot due at or before now. Of several due slots of one schedule (after a clock step or a

@@ -126,12 +126,17 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     }
 
     /// Loads the schedules, catches up what was missed while pipecron was down, and queues each next slot.
-    async fn start(&mut self, schedules: Vec<Schedule>) -> Result<(), crate::store::StoreError> {
+    async fn start(&mut self, mut schedules: Vec<Schedule>) -> Result<(), crate::store::StoreError> {
         let now = self.clock.now();
         let last = if self.options.dry_run { HashMap::new() } else { self.store.last_slots().await? };
         let mut catch_up = Vec::new();
         let mut missed = Vec::new();
-        for schedule in schedules {
+        // Each schedule moves into an Arc of its own; shrinking the list as it empties keeps 100,000 schedules from
+        // being held twice at once.
+        while let Some(schedule) = schedules.pop() {
+            if schedules.len() % 8192 == 0 {
+                schedules.shrink_to_fit();
+            }
             let schedule = Arc::new(schedule);
             if schedule.enabled
                 && let Some(last) = last.get(&schedule.name)

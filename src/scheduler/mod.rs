@@ -134,7 +134,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         // Each schedule moves into an Arc of its own; shrinking the list as it empties keeps 100,000 schedules from
         // being held twice at once.
         while let Some(schedule) = schedules.pop() {
-            if schedules.len() % 8192 == 0 {
+            if schedules.len().is_multiple_of(8192) {
                 schedules.shrink_to_fit();
             }
             let schedule = Arc::new(schedule);

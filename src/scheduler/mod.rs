@@ -366,7 +366,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         if not_before > self.clock.now() {
             self.clock.wait_until(not_before).await;
         }
-        let Ok(_permit) = self.pool.acquire().await else { return };
+        let Ok(permit) = self.pool.acquire().await else { return };
         let started = self.clock.now();
         let lateness_ms = (started - slot).num_milliseconds() - delay.as_millis() as i64;
         let result = match TriggerRequest::new(&schedule, slot, reason, &Overrides::default()) {
@@ -382,6 +382,8 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
             }
             Err(error) => RunResult::unanswered(Ending::Failed, Some(error.to_string())),
         };
+        // The pool bounds requests in flight; recording the result does not need a place in it.
+        drop(permit);
         if !self.dry_run
             && let Err(error) = self.store.finish(&schedule.name, slot, &result, self.clock.now()).await
         {

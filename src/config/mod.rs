@@ -164,10 +164,12 @@ pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) 
         match key.name.as_str() {
             "defaults" => defaults = read_defaults(&reader, node, rep),
             "schedules" => schedules = Some((key, node)),
+            // Like docker compose: `x-` keys hold YAML anchors for the rest of the file, and are otherwise ignored.
+            other if other.starts_with("x-") => {}
             other => {
                 let hint = crate::suggest::closest(other, ["defaults", "schedules"])
                     .map(|k| format!("did you mean '{k}'?"))
-                    .unwrap_or_else(|| "a file has only 'defaults' and 'schedules'".into());
+                    .unwrap_or_else(|| "a file has only 'defaults', 'schedules' and x- keys for anchors".into());
                 rep.error(key.pos, Some(other), format!("unknown top-level key '{other}'; {hint}"));
             }
         }

@@ -89,3 +89,11 @@ fn one_bad_schedule_does_not_hide_the_others() {
     assert_eq!(diagnostics[0].scope, Scope::Schedule("other".into()));
     assert_eq!((diagnostics[0].pos.line, diagnostics[0].pos.column), (18, 13));
 }
+
+#[test]
+fn x_keys_hold_anchors_for_the_file() {
+    let text = "x-gitlab: &gitlab\n  gitlab: https://gitlab.example.com\n  token: ${TOKEN}\ndefaults:\n  <<: *gitlab\n  project: 9\n  ref: main\nschedules:\n  a:\n    cron: \"@daily\"\n";
+    let (schedules, diagnostics) = load_text(text, true);
+    assert_eq!(diagnostics, vec![]);
+    assert_eq!(schedules[0].gitlab.as_str(), "https://gitlab.example.com/");
+}

@@ -102,6 +102,10 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 
 /// The parser's own text, without the location it prefixes (we print that ourselves).
 fn syntax_message(error: &serde_saphyr::Error) -> String {
+    if matches!(error, serde_saphyr::Error::MultipleDocuments { .. }) {
+        return "the file holds more than one YAML document; remove the '---' separator, or put each in a file of its own"
+            .into();
+    }
     let text = error.to_string();
     let text = text.lines().next().unwrap_or_default().trim();
     let text = text.strip_prefix("error: ").unwrap_or(text);
@@ -262,6 +266,13 @@ mod tests {
         let text = "- 1\n".repeat(300_000);
         let Value::Seq(items) = parse(&text).expect("300,000 nodes parse").value else { panic!("not a list") };
         assert_eq!(items.len(), 300_000);
+    }
+
+    #[test]
+    fn several_documents_are_refused_in_plain_words() {
+        let error = parse("---\na: 1\n---\nb: 2\n").expect_err("two documents");
+        assert!(error.message.starts_with("the file holds more than one YAML document"), "{error:?}");
+        assert_eq!(error.pos.line, 4, "the second document is pointed at: {error:?}");
     }
 
     #[test]

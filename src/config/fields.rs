@@ -70,7 +70,6 @@ pub struct Fields {
     pub project: Option<At<Project>>,
     pub git_ref: Option<At<String>>,
     pub variables: BTreeMap<String, At<String>>,
-    pub variables_pos: Option<Pos>,
     pub inputs: BTreeMap<String, At<serde_json::Value>>,
     pub inputs_pos: Option<Pos>,
     pub description: Option<At<String>>,
@@ -103,7 +102,6 @@ impl Fields {
             project: or(self.project, &defaults.project),
             git_ref: or(self.git_ref, &defaults.git_ref),
             variables,
-            variables_pos: self.variables_pos.or(defaults.variables_pos),
             inputs,
             inputs_pos: self.inputs_pos.or(defaults.inputs_pos),
             description: or(self.description, &defaults.description),
@@ -159,10 +157,7 @@ impl Reader<'_> {
             "token_file" => f.credential = at(node.pos, self.token_file(node)?),
             "project" => f.project = at(node.pos, self.project(node)?),
             "ref" => f.git_ref = at(node.pos, self.git_ref(node)?),
-            "variables" => {
-                f.variables_pos = Some(node.pos);
-                self.variables(node, &mut f.variables, rep)?
-            }
+            "variables" => self.variables(node, &mut f.variables, rep)?,
             "inputs" => {
                 f.inputs_pos = Some(node.pos);
                 self.inputs(node, &mut f.inputs)?

@@ -144,7 +144,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                 let (newest, older) = missed_since(&schedule, *last, now);
                 missed.extend(older.into_iter().map(|slot| (schedule.name.clone(), slot)));
                 match newest {
-                    Some(slot) if now - slot <= chrono::Duration::from_std(schedule.catch_up).unwrap_or_default() => {
+                    Some(slot) if may_catch_up(&schedule, slot, now) => {
                         catch_up.push((schedule.clone(), slot, Reason::CatchUp));
                     }
                     Some(slot) => missed.push((schedule.name.clone(), slot)),
@@ -237,12 +237,12 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let mut fires = Vec::new();
         for (name, slot) in newest {
             let Some(schedule) = self.schedules.get(&name).cloned() else { continue };
-            let late = now - slot;
-            let catch_up = chrono::Duration::from_std(schedule.catch_up).unwrap_or_default();
-            match late {
-                late if late <= ON_TIME => fires.push((schedule, slot, Reason::Schedule)),
-                late if late <= catch_up => fires.push((schedule, slot, Reason::CatchUp)),
-                _ => missed.push((name, slot)),
+            if now - slot <= ON_TIME {
+                fires.push((schedule, slot, Reason::Schedule));
+            } else if may_catch_up(&schedule, slot, now) {
+                fires.push((schedule, slot, Reason::CatchUp));
+            } else {
+                missed.push((name, slot));
             }
         }
         if !missed.is_empty() && !self.options.dry_run {
@@ -457,6 +457,11 @@ fn missed_since(
     }
     let newest = slots.pop_back();
     (newest, slots.into())
+}
+
+/// True if a slot missed until `now` is still within the schedule's `catch_up` window.
+fn may_catch_up(schedule: &Schedule, slot: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - slot <= chrono::Duration::from_std(schedule.catch_up).unwrap_or_default()
 }
 
 /// A random delay in `[0, bound]`.

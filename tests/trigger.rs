@@ -172,6 +172,24 @@ async fn other_refusals_are_shown_as_gitlab_wrote_them() {
 }
 
 #[tokio::test]
+async fn redirects_are_not_followed_so_the_token_goes_nowhere_else() {
+    let fake = FakeGitlab::new();
+    let url = fake.start().await;
+    // Back to the endpoint itself: following the 308 would create a pipeline.
+    let elsewhere = format!("{url}/api/v4/projects/9/trigger/pipeline");
+    fake.script([Scripted::Redirect(308, elsewhere.clone()), Scripted::Redirect(301, elsewhere.clone())]);
+    let schedule = schedule(&url, NIGHTLY);
+    for status in [308, 301] {
+        let result = run(&schedule, 3).await;
+        assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, Some(status)));
+        let error = error_of(&result);
+        assert!(error.starts_with(&format!("GitLab answered {status}, a redirect to {elsewhere};")), "{error}");
+        assert!(error.ends_with("set `gitlab` to the address GitLab is served at"), "{error}");
+    }
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[tokio::test]
 async fn transient_failures_are_retried_until_a_pipeline_is_created() {
     let fake = FakeGitlab::new();
     let url = fake.start().await;

@@ -69,6 +69,7 @@ impl Run {
         let child = Command::new(binary())
             .arg("run")
             .args(extra)
+            .args(std::env::var("PIPECRON_BENCH_ARGS").unwrap_or_default().split_whitespace())
             .current_dir(&dir)
             .env("PIPECRON_LOG", std::env::var("PIPECRON_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())

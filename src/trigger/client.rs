@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::Trigger;
-use super::outcome::{Attempt, classify};
+use super::outcome::{Answer, Attempt, classify};
 use super::request::{Body, TriggerRequest};
 
 const USER_AGENT: &str = concat!("pipecron/", env!("CARGO_PKG_VERSION"));
@@ -60,8 +60,9 @@ impl GitlabClient {
     }
 }
 
+/// Redirects are not followed: `classify` explains why.
 fn builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder().user_agent(USER_AGENT)
+    reqwest::Client::builder().user_agent(USER_AGENT).redirect(reqwest::redirect::Policy::none())
 }
 
 impl Trigger for GitlabClient {
@@ -82,10 +83,14 @@ impl Trigger for GitlabClient {
             Err(error) => return network_error(request, &error),
         };
         let status = response.status().as_u16();
-        let retry_after =
-            response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (retry_after, location) = (header(reqwest::header::RETRY_AFTER), header(reqwest::header::LOCATION));
         match response.text().await {
-            Ok(body) => classify(request, status, retry_after.as_deref(), &body),
+            Ok(body) => {
+                let answer =
+                    Answer { status, retry_after: retry_after.as_deref(), location: location.as_deref(), body: &body };
+                classify(request, answer)
+            }
             Err(error) => network_error(request, &error),
         }
     }

@@ -41,8 +41,18 @@ const NOT_FOUND: &str = "GitLab answered 404: the project does not exist, or the
                          belongs to another project (a personal access token does not work here)";
 const RATE_LIMITED: &str = "Too many pipelines created in the last minute";
 
+/// The parts of GitLab's answer that `classify` reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answer<'a> {
+    pub status: u16,
+    pub retry_after: Option<&'a str>,
+    pub location: Option<&'a str>,
+    pub body: &'a str,
+}
+
 /// Classifies GitLab's answer to `request`.
-pub fn classify(request: &TriggerRequest, status: u16, retry_after: Option<&str>, body: &str) -> Attempt {
+pub fn classify(request: &TriggerRequest, answer: Answer) -> Attempt {
+    let Answer { status, retry_after, location, body } = answer;
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let message = json.as_ref().map(gitlab_message).unwrap_or_else(|| snippet(body));
     let transient =
@@ -50,6 +60,7 @@ pub fn classify(request: &TriggerRequest, status: u16, retry_after: Option<&str>
     let permanent = |message: String| Attempt::Permanent { http_status: Some(status), message, pipeline: None };
     match status {
         201 => created(json),
+        300..=399 => permanent(redirected(status, location)),
         408 | 500 | 502 | 503 | 504 => transient(format!("GitLab answered {status}: {message}"), None),
         429 => transient(
             format!("GitLab answered 429, too many requests: {message}"),
@@ -88,6 +99,16 @@ fn created(json: Option<serde_json::Value>) -> Attempt {
         },
         _ => Attempt::Created(pipeline),
     }
+}
+
+/// pipecron does not follow redirects: a 301 or 302 would turn the POST into a GET and drop the token, and a 307
+/// or 308 would send the token wherever the redirect points.
+fn redirected(status: u16, location: Option<&str>) -> String {
+    let target = location.map(|l| format!(" to {l}")).unwrap_or_default();
+    format!(
+        "GitLab answered {status}, a redirect{target}; pipecron does not follow redirects, as they would drop the \
+         token or send it elsewhere: set `gitlab` to the address GitLab is served at"
+    )
 }
 
 /// GitLab's message, from `{"message": …}` (a string, or `{"base": [...]}`) or `{"error": …}`.
@@ -145,6 +166,10 @@ mod tests {
         crate::trigger::request::sample()
     }
 
+    fn answer(status: u16, body: &str) -> Answer<'_> {
+        Answer { status, body, ..Answer::default() }
+    }
+
     fn wait_of(attempt: Attempt) -> Option<Duration> {
         match attempt {
             Attempt::Transient { wait, .. } => wait,
@@ -155,16 +180,20 @@ mod tests {
     #[test]
     fn gitlab_says_how_long_to_wait() {
         let limit = r#"{"message":{"base":["Too many pipelines created in the last minute. Try again later."]}}"#;
-        assert_eq!(wait_of(classify(&request(), 400, None, limit)), Some(Duration::from_secs(60)));
-        assert_eq!(wait_of(classify(&request(), 429, Some("30"), "Retry later")), Some(Duration::from_secs(30)));
+        assert_eq!(wait_of(classify(&request(), answer(400, limit))), Some(Duration::from_secs(60)));
+        assert_eq!(
+            wait_of(classify(&request(), Answer { retry_after: Some("30"), ..answer(429, "Retry later") })),
+            Some(Duration::from_secs(30))
+        );
         let in_a_while = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        let wait = wait_of(classify(&request(), 429, Some(&in_a_while), "")).expect("a wait");
+        let wait = wait_of(classify(&request(), Answer { retry_after: Some(&in_a_while), ..answer(429, "") }))
+            .expect("a wait");
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
-        assert_eq!(wait_of(classify(&request(), 503, None, "")), None);
+        assert_eq!(wait_of(classify(&request(), answer(503, ""))), None);
     }
 
     #[test]
     fn a_201_that_is_not_a_pipeline_is_not_success() {
-        assert!(matches!(classify(&request(), 201, None, "<html>"), Attempt::Permanent { .. }));
+        assert!(matches!(classify(&request(), answer(201, "<html>")), Attempt::Permanent { .. }));
     }
 }

@@ -54,6 +54,8 @@ pub enum Scripted {
         retry_after: u64,
     },
     RateLimited,
+    /// A redirect (301, 302, 307, 308) to `location`.
+    Redirect(u16, String),
     /// Wait this long before answering normally (for timeouts).
     Delay(std::time::Duration),
 }
@@ -197,6 +199,10 @@ impl FakeGitlab {
             Some(Scripted::TooManyRequests { retry_after }) => {
                 return (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", retry_after.to_string())], "Retry later\n")
                     .into_response();
+            }
+            Some(Scripted::Redirect(status, location)) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+                return (status, [("Location", location)], "").into_response();
             }
             Some(Scripted::RateLimited) => {
                 return error(

@@ -5,6 +5,7 @@
 //! once, so it is never the bottleneck. Lateness is measured from the slot to the request's arrival at the fake.
 
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -33,12 +34,42 @@ async fn trigger(State(arrivals): State<Arrivals>, Form(form): Form<HashMap<Stri
     (StatusCode::CREATED, body.to_string())
 }
 
-async fn start_fake(arrivals: Arrivals) -> String {
+/// Serves the fake on a thread of its own, with a single-threaded runtime: two work-stealing workers would wake each
+/// other for every request and take CPU from the daemon under test.
+fn start_fake(arrivals: Arrivals) -> String {
     let app = axum::Router::new().route("/api/v4/projects/{id}/trigger/pipeline", post(trigger)).with_state(arrivals);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds loopback");
     let addr = listener.local_addr().expect("an address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    listener.set_nonblocking(true).expect("non-blocking");
+    std::thread::spawn(move || {
+        pin(only_cpu(cpus().saturating_sub(1)));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+            axum::serve(listener, app).await
+        })
+    });
     format!("http://{addr}")
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The set of just `cpu`, unless there is only one CPU or `PIPECRON_BENCH_PIN=0`. With two CPUs, the daemon gets the
+/// first and the fake the last, so that they never take turns on one while the other idles: loopback wake-ups draw
+/// them together.
+fn only_cpu(cpu: usize) -> Option<nix::sched::CpuSet> {
+    let wanted = std::env::var("PIPECRON_BENCH_PIN").map_or(true, |v| v != "0");
+    let mut set = nix::sched::CpuSet::new();
+    (wanted && cpus() > 1 && set.set(cpu).is_ok()).then_some(set)
+}
+
+/// Keeps the calling thread, and what it starts, on `set`.
+fn pin(set: Option<nix::sched::CpuSet>) {
+    if let Some(set) = set {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
 }
 
 fn binary() -> PathBuf {
@@ -66,7 +97,16 @@ impl Run {
             text.push_str(&format!("  s{i}:\n    cron: \"{cron}\"\n"));
         }
         std::fs::write(dir.join("schedules/bench.yaml"), text).expect("writes");
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        let first = only_cpu(0);
+        // SAFETY: between fork and exec, the closure makes one system call and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                pin(first);
+                Ok(())
+            })
+        };
+        let child = command
             .arg("run")
             .args(extra)
             .args(std::env::var("PIPECRON_BENCH_ARGS").unwrap_or_default().split_whitespace())
@@ -147,6 +187,22 @@ async fn lateness(url: &str, arrivals: &Arrivals, schedules: usize, seconds: u64
     let got = take(arrivals);
     run.stop();
     let late = lateness_ms(&got);
+    if std::env::var_os("DETAIL").is_some() {
+        let mut by_slot: std::collections::BTreeMap<DateTime<Utc>, Vec<f64>> = Default::default();
+        for a in &got {
+            by_slot.entry(a.slot).or_default().push((a.at - a.slot).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
+        for (slot, mut l) in by_slot {
+            l.sort_by(f64::total_cmp);
+            println!(
+                "  {slot}: n {} min {:.2} p50 {:.2} max {:.2}",
+                l.len(),
+                l[0],
+                percentile(&l, 0.5),
+                l[l.len() - 1]
+            );
+        }
+    }
     println!(
         "lateness, {schedules} schedule(s) every second, {} requests: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         got.len(),
@@ -226,7 +282,7 @@ async fn main() {
     let only: Option<String> = std::env::args().skip_while(|a| a != "--only").nth(1);
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let arrivals: Arrivals = Arc::default();
-    let url = start_fake(arrivals.clone()).await;
+    let url = start_fake(arrivals.clone());
     println!("pipecron benchmark: {} against a fake GitLab at {url}", binary().display());
     if wanted("lateness") {
         lateness(&url, &arrivals, 1, 30).await;

@@ -274,18 +274,30 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                     }
                 },
             };
-            // The claims were made up to LEAD ahead; the requests wait for the slot, to the microsecond.
-            if let Some(first) = fires.iter().map(|(_, slot, _)| *slot).min() {
-                context.clock.wait_until(first).await;
-            }
-            let mut tasks = JoinSet::new();
+            // The claims and the requests are made up to LEAD ahead; the requests wait for the slot, to the
+            // microsecond.
+            let mut ready = Vec::with_capacity(fires.len());
             for (((schedule, slot, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
                 if !won {
                     tracing::debug!(schedule = %schedule.name, %slot, "claimed by another process");
                     continue;
                 }
-                context.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert((schedule.name.clone(), slot));
-                tasks.spawn(context.clone().fire(schedule, slot, reason, delay));
+                let request = TriggerRequest::new(&schedule, slot, reason, &Overrides::default());
+                ready.push(Slot { schedule, at: slot, reason, delay, request });
+            }
+            if let Some(first) = ready.iter().map(|slot| slot.at).min() {
+                context.clock.wait_until(first).await;
+            }
+            let mut tasks = JoinSet::new();
+            for slot in ready {
+                context
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((slot.schedule.name.clone(), slot.at));
+                tasks.spawn(context.clone().fire(slot));
+                // Lets this slot's request go out before the next is started, rather than all after the last.
+                tokio::task::yield_now().await;
             }
             tasks.join_all().await;
         });
@@ -332,6 +344,16 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     }
 }
 
+/// A claimed slot, ready to fire: its request is built before the slot comes.
+struct Slot {
+    schedule: Arc<Schedule>,
+    at: DateTime<Utc>,
+    reason: Reason,
+    /// Its jitter.
+    delay: Duration,
+    request: Result<TriggerRequest, crate::trigger::request::RequestError>,
+}
+
 /// What a fire task needs, shared with the loop.
 struct FireContext<S, T, C> {
     store: Arc<S>,
@@ -361,7 +383,7 @@ impl<S, T, C> Clone for FireContext<S, T, C> {
 
 impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     /// Fires one claimed slot: waits out its jitter, takes a place in the pool, sends with retries, records.
-    async fn fire(self, schedule: Arc<Schedule>, slot: DateTime<Utc>, reason: Reason, delay: Duration) {
+    async fn fire(self, Slot { schedule, at: slot, reason, delay, request }: Slot) {
         let not_before = slot + chrono::Duration::from_std(delay).unwrap_or_default();
         if not_before > self.clock.now() {
             self.clock.wait_until(not_before).await;
@@ -369,7 +391,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         let Ok(permit) = self.pool.acquire().await else { return };
         let started = self.clock.now();
         let lateness_ms = (started - slot).num_milliseconds() - delay.as_millis() as i64;
-        let result = match TriggerRequest::new(&schedule, slot, reason, &Overrides::default()) {
+        let result = match request {
             Ok(request) if self.dry_run => {
                 println!("{}", request.describe());
                 RunResult::unanswered(Ending::Succeeded, None)

@@ -58,12 +58,17 @@ struct Finish {
 
 /// At most this many results share one transaction.
 const GROUP_COMMIT: usize = 1000;
+/// How long the writer gathers results before it commits them.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Takes results as they come and commits whatever has queued up meanwhile in one transaction.
 fn spawn_writer(connection: Arc<Mutex<Connection>>) -> tokio::sync::mpsc::UnboundedSender<Finish> {
     let (finishes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Finish>();
     tokio::spawn(async move {
         while let Some(first) = queue.recv().await {
+            // More results follow under a burst: gathering them a moment makes one transaction, and one wake of a
+            // blocking thread, where there would be dozens, each taking the CPU from the slots still to be sent.
+            tokio::time::sleep(GATHER).await;
             let mut batch = vec![first];
             while batch.len() < GROUP_COMMIT
                 && let Ok(next) = queue.try_recv()

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use super::Trigger;
 use super::outcome::{Answer, Attempt, classify};
-use super::request::{Body, TriggerRequest};
+use super::request::TriggerRequest;
 
 const USER_AGENT: &str = concat!("pipecron/", env!("CARGO_PKG_VERSION"));
 
@@ -73,12 +73,12 @@ impl Trigger for GitlabClient {
                 return Attempt::Permanent { http_status: None, message: error.to_string(), pipeline: None };
             }
         };
-        let builder = client.post(request.url.clone()).timeout(request.timeout);
-        let builder = match request.body() {
-            Body::Form(fields) => builder.form(&fields),
-            Body::Json(json) => builder.json(&json),
-        };
-        let response = match builder.send().await {
+        let response = client
+            .post(request.url.clone())
+            .timeout(request.timeout)
+            .header(reqwest::header::CONTENT_TYPE, request.payload.content_type)
+            .body(request.payload.bytes.clone());
+        let response = match response.send().await {
             Ok(response) => response,
             Err(error) => return network_error(request, &error),
         };

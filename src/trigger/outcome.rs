@@ -83,7 +83,7 @@ pub fn classify(request: &TriggerRequest, answer: Answer) -> Attempt {
 }
 
 fn created(json: Option<serde_json::Value>) -> Attempt {
-    let Some(pipeline) = json.as_ref().and_then(|j| serde_json::from_value::<Pipeline>(j.clone()).ok()) else {
+    let Some(pipeline) = json.as_ref().and_then(|j| Pipeline::deserialize(j).ok()) else {
         return Attempt::Permanent {
             http_status: Some(201),
             message: "GitLab answered 201 but not with a pipeline; is `gitlab` really a GitLab?".into(),

@@ -35,6 +35,22 @@ pub struct TriggerRequest {
     pub inputs: BTreeMap<String, serde_json::Value>,
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
+    /// The body, encoded once when the request is built: the daemon builds a slot's request before the slot comes,
+    /// so that sending it is all that is left to do on time.
+    pub payload: Payload,
+}
+
+/// An encoded body. It holds the token, so its `Debug` shows only its type and length.
+#[derive(Clone, Default)]
+pub struct Payload {
+    pub content_type: &'static str,
+    pub bytes: bytes::Bytes,
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Payload({}, {} bytes)", self.content_type, self.bytes.len())
+    }
 }
 
 /// How the request body is encoded.
@@ -71,7 +87,7 @@ impl TriggerRequest {
         variables.insert("PIPECRON_SCHEDULE".into(), schedule.name.clone());
         variables.insert("PIPECRON_SLOT".into(), slot_text(slot));
         variables.insert("PIPECRON_REASON".into(), reason.as_str().into());
-        Ok(TriggerRequest {
+        let request = TriggerRequest {
             schedule: schedule.name.clone(),
             url: endpoint(&schedule.gitlab, &schedule.project, schedule.api),
             token,
@@ -82,7 +98,24 @@ impl TriggerRequest {
             inputs: schedule.inputs.clone(),
             timeout: schedule.timeout,
             ca_file: schedule.ca_file.clone(),
-        })
+            payload: Payload::default(),
+        };
+        Ok(request.encoded())
+    }
+
+    /// Fills in `payload` from the other fields.
+    fn encoded(mut self) -> Self {
+        self.payload = match self.body() {
+            Body::Form(fields) => Payload {
+                content_type: "application/x-www-form-urlencoded",
+                bytes: url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish().into(),
+            },
+            Body::Json(json) => Payload {
+                content_type: "application/json",
+                bytes: serde_json::to_vec(&json).unwrap_or_default().into(),
+            },
+        };
+        self
     }
 
     pub fn body(&self) -> Body {
@@ -154,7 +187,9 @@ pub(crate) fn sample() -> TriggerRequest {
         inputs: BTreeMap::new(),
         timeout: Duration::from_secs(30),
         ca_file: None,
+        payload: Payload::default(),
     }
+    .encoded()
 }
 
 #[cfg(test)]

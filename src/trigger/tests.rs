@@ -126,3 +126,13 @@ fn backoff_is_capped_at_five_minutes() {
     }
     assert_eq!(backoff.wait(3, Some(Duration::from_secs(400))), Duration::from_secs(400));
 }
+
+#[test]
+fn a_request_never_shows_its_token_when_debugged() {
+    let request = request();
+    let shown = format!("{request:?}");
+    assert!(!shown.contains(request.token.expose()), "{shown}");
+    assert!(shown.contains("Payload(application/x-www-form-urlencoded, "), "{shown}");
+    let body = String::from_utf8_lossy(&request.payload.bytes).into_owned();
+    assert!(body.starts_with(&format!("token={}&ref=main", request.token.expose())), "{body}");
+}

@@ -296,8 +296,6 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert((slot.schedule.name.clone(), slot.at));
                 tasks.spawn(context.clone().fire(slot));
-                // Lets this slot's request go out before the next is started, rather than all after the last.
-                tokio::task::yield_now().await;
             }
             tasks.join_all().await;
         });

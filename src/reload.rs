@@ -6,6 +6,7 @@
 //! running and each located error is logged.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -19,7 +20,7 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Loads the directory: the schedules if the whole configuration is valid, else the number of errors. Every
 /// diagnostic is logged.
-pub fn load_valid(dir: &Path) -> Result<Vec<Schedule>, usize> {
+pub fn load_valid(dir: &Path) -> Result<Vec<Arc<Schedule>>, usize> {
     let env = |name: &str| std::env::var(name).ok();
     let loaded = config::load(dir, Some(&env));
     for diagnostic in &loaded.diagnostics {
@@ -39,7 +40,7 @@ pub fn load_valid(dir: &Path) -> Result<Vec<Schedule>, usize> {
 pub fn watch(
     dir: PathBuf,
     mut kicks: mpsc::Receiver<()>,
-    reloads: mpsc::Sender<Vec<Schedule>>,
+    reloads: mpsc::Sender<Vec<Arc<Schedule>>>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let (changed_tx, mut changed) = mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {

@@ -20,7 +20,7 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     /// Unique across all files, `[A-Za-z0-9._-]+`.
-    pub name: String,
+    pub name: Arc<str>,
     /// The file and place the schedule was defined.
     pub file: Arc<Path>,
     pub pos: Pos,

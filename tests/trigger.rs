@@ -11,7 +11,7 @@ use pipecron::trigger::{Backoff, Ending, GitlabClient, Overrides, Reason, RunRes
 use serde_json::json;
 
 /// Loads one schedule from YAML, with `${TOKEN}` and `${OTHER}` set.
-fn schedule(gitlab: &str, body: &str) -> Schedule {
+fn schedule(gitlab: &str, body: &str) -> std::sync::Arc<Schedule> {
     let dir = tempfile::tempdir().expect("a temp dir");
     let text = format!("defaults:\n  gitlab: {gitlab}\n  token: ${{TOKEN}}\nschedules:\n  nightly:\n{body}");
     std::fs::write(dir.path().join("s.yaml"), text).expect("writes");

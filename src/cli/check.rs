@@ -1,6 +1,8 @@
 //! `pipecron check`: lint the schedule files, list each schedule with its next fire time, and with `--online`
 //! prove to GitLab that each project and token is valid.
 
+use std::sync::Arc;
+
 use chrono::{SecondsFormat, Utc};
 
 use super::{Cli, Error, format};
@@ -26,7 +28,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     if errors > 0 {
         return Err(Error::InvalidConfig { errors });
     }
-    let rows: Vec<Vec<String>> = loaded.schedules.iter().map(row).collect();
+    let rows: Vec<Vec<String>> = loaded.schedules.iter().map(|s| row(s)).collect();
     print!("{}", format::table(&rows));
     let paused = loaded.schedules.iter().filter(|s| !s.enabled).count();
     let mut summary =
@@ -50,7 +52,7 @@ fn row(schedule: &Schedule) -> Vec<String> {
         (true, Some(next)) => format!("next {}", next.to_rfc3339_opts(SecondsFormat::Secs, false)),
         (true, None) => "never".to_string(),
     };
-    vec![schedule.name.clone(), schedule.cron.source().to_string(), schedule.timezone.name().to_string(), next]
+    vec![schedule.name.to_string(), schedule.cron.source().to_string(), schedule.timezone.name().to_string(), next]
 }
 
 fn plural(n: usize, noun: &str) -> String {
@@ -62,7 +64,7 @@ const PROBE_REF: &str = "pipecron..online-check";
 
 /// Sends each schedule's trigger with a ref that cannot exist: GitLab answers "Reference not found" when the
 /// project and token are right, and 404 when either is wrong.
-async fn online(schedules: &[Schedule]) -> Result<(), Error> {
+async fn online(schedules: &[Arc<Schedule>]) -> Result<(), Error> {
     let client = GitlabClient::new()?;
     client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
     let overrides = Overrides { git_ref: Some(PROBE_REF.into()), ..Overrides::default() };
@@ -81,7 +83,7 @@ async fn online(schedules: &[Schedule]) -> Result<(), Error> {
                 None => format!("online FAILED: {error}"),
             }
         };
-        rows.push(vec![schedule.name.clone(), verdict]);
+        rows.push(vec![schedule.name.to_string(), verdict]);
     }
     print!("{}", format::table(&rows));
     match failed {

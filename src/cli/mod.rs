@@ -152,7 +152,7 @@ fn block_on<F: std::future::Future<Output = Result<(), Error>>>(future: F) -> Re
 
 /// The schedule called `name`, or an error that suggests a close name.
 fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a crate::schedule::Schedule, Error> {
-    if let Some(schedule) = loaded.schedules.iter().find(|s| s.name == name) {
+    if let Some(schedule) = loaded.schedules.iter().find(|s| &*s.name == name) {
         return Ok(schedule);
     }
     if loaded.has_errors() {
@@ -160,7 +160,7 @@ fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a crate::schedule::Sched
     }
     Err(Error::UnknownSchedule {
         name: name.to_string(),
-        suggestion: crate::suggest::closest(name, loaded.schedules.iter().map(|s| s.name.as_str())).map(str::to_string),
+        suggestion: crate::suggest::closest(name, loaded.schedules.iter().map(|s| &*s.name)).map(str::to_string),
     })
 }
 

@@ -33,14 +33,14 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     }
     let mut out = std::io::stdout().lock();
     if args.json {
-        let rows: Vec<serde_json::Value> = loaded.schedules.iter().map(|s| row_json(s, last.get(&s.name))).collect();
+        let rows: Vec<serde_json::Value> = loaded.schedules.iter().map(|s| row_json(s, last.get(&*s.name))).collect();
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
     let mut rows = vec![
         ["SCHEDULE", "PROJECT", "REF", "CRON", "ZONE", "TOKEN", "LAST RUN", "NEXT RUN"].map(String::from).to_vec(),
     ];
-    rows.extend(loaded.schedules.iter().map(|s| row(s, last.get(&s.name))));
+    rows.extend(loaded.schedules.iter().map(|s| row(s, last.get(&*s.name))));
     write!(out, "{}", format::table(&rows))?;
     Ok(())
 }
@@ -62,7 +62,7 @@ fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {
         }
     };
     vec![
-        schedule.name.clone(),
+        schedule.name.to_string(),
         schedule.project.to_string(),
         schedule.git_ref.clone(),
         schedule.cron.source().to_string(),
@@ -76,7 +76,7 @@ fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {
 fn row_json(schedule: &Schedule, last: Option<&Run>) -> serde_json::Value {
     let next = schedule.enabled.then(|| schedule.next_after(Utc::now())).flatten();
     serde_json::json!({
-        "name": schedule.name,
+        "name": &*schedule.name,
         "description": schedule.description,
         "project": schedule.project.to_string(),
         "ref": schedule.git_ref,

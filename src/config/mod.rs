@@ -31,8 +31,9 @@ pub use interpolate::Env;
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub files: Vec<PathBuf>,
-    /// The valid schedules, in file name order and then in file order.
-    pub schedules: Vec<Schedule>,
+    /// The valid schedules, in file name order and then in file order. Shared from the start: the daemon keeps them
+    /// as they are, so that 100,000 schedules are never held twice.
+    pub schedules: Vec<Arc<Schedule>>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -58,7 +59,7 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
         }
     };
     // Where each name was first used: the file's index in `loaded.files`, and the place.
-    let mut first_use: HashMap<String, (usize, Pos)> = HashMap::new();
+    let mut first_use: HashMap<Arc<str>, (usize, Pos)> = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file);
         let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
@@ -77,7 +78,7 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
                     "the name '{}' is already used at {other}:{pos}; schedule names must be unique across all files",
                     schedule.name
                 );
-                rep.scoped(Scope::Schedule(schedule.name.clone())).error(schedule.pos, None, message);
+                rep.scoped(Scope::Schedule(schedule.name.to_string())).error(schedule.pos, None, message);
                 false
             }
             None => {
@@ -133,7 +134,7 @@ fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Reads one file's text into its valid schedules, reporting every problem.
-pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) -> Vec<Schedule> {
+pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
     let root = match yaml::parse(text) {
         Ok(root) => root,
         Err(error) => {
@@ -160,9 +161,9 @@ pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) 
     let reader = Reader { dir, env };
     let mut defaults = Fields::default();
     let mut schedules = None;
-    for (key, node) in &entries {
+    for (key, node) in entries {
         match key.name.as_str() {
-            "defaults" => defaults = read_defaults(&reader, node, rep),
+            "defaults" => defaults = read_defaults(&reader, &node, rep),
             "schedules" => schedules = Some((key, node)),
             // Like docker compose: `x-` keys hold YAML anchors for the rest of the file, and are otherwise ignored.
             other if other.starts_with("x-") => {}
@@ -175,7 +176,7 @@ pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) 
         }
     }
     match schedules {
-        Some((key, node)) => read_schedules(&reader, key, node, &defaults, rep),
+        Some((key, node)) => read_schedules(&reader, &key, node, &defaults, rep),
         None => {
             rep.warning(root.pos, None, "no 'schedules:' in this file: it defines no schedules");
             Vec::new()
@@ -195,8 +196,10 @@ fn read_defaults(reader: &Reader, node: &Node, rep: &mut Reporter) -> Fields {
     }
 }
 
-fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, rep: &mut Reporter) -> Vec<Schedule> {
-    let entries = match &node.value {
+/// Takes the schedules' nodes by value and drops each once it is read, so that the YAML tree shrinks as the schedules
+/// grow.
+fn read_schedules(reader: &Reader, key: &Key, node: Node, defaults: &Fields, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
+    let entries = match node.value {
         Value::Map(entries) => entries,
         Value::Null => {
             rep.warning(key.pos, Some("schedules"), "no schedules are defined under 'schedules:'");
@@ -216,8 +219,8 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
         }
     };
     let file: Arc<Path> = Arc::from(rep.file);
-    let mut schedules: Vec<Schedule> = Vec::with_capacity(entries.len());
-    schedules.extend(entries.iter().filter_map(|(name, body)| {
+    let mut schedules = Vec::with_capacity(entries.len());
+    schedules.extend(entries.into_iter().filter_map(|(name, body)| {
         let mut rep = rep.scoped(Scope::Schedule(name.name.clone()));
         if let Err(message) = check_name(&name.name) {
             rep.error(name.pos, None, message);
@@ -234,7 +237,7 @@ fn read_schedules(reader: &Reader, key: &Key, node: &Node, defaults: &Fields, re
                 return None;
             }
         };
-        resolve::resolve(name, &file, own, defaults, &mut rep)
+        resolve::resolve(&name, &file, own, defaults, &mut rep).map(Arc::new)
     }));
     schedules
 }
@@ -311,7 +314,7 @@ mod resolve {
             return None;
         };
         Some(Schedule {
-            name: name.name.clone(),
+            name: name.name.as_str().into(),
             file: file.clone(),
             pos: name.pos,
             description: f.description.map(|a| a.value),

@@ -9,7 +9,7 @@ fn env(name: &str) -> Option<String> {
     (name == "TOKEN").then(|| "glptt-abcdef0123456789".to_string())
 }
 
-fn load_text(text: &str, resolve: bool) -> (Vec<Schedule>, Vec<Diagnostic>) {
+fn load_text(text: &str, resolve: bool) -> (Vec<Arc<Schedule>>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut rep = Reporter { file: Path::new("test.yaml"), scope: Scope::File, out: &mut out };
     let env: Option<Env> = if resolve { Some(&env) } else { None };

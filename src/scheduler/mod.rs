@@ -66,14 +66,14 @@ pub struct Fired {
 }
 
 /// The slots claimed and not yet finished, so that a shutdown can record them.
-type InFlight = Arc<Mutex<HashSet<(String, DateTime<Utc>)>>>;
+type InFlight = Arc<Mutex<HashSet<(Arc<str>, DateTime<Utc>)>>>;
 
 pub struct Scheduler<S, T, C> {
     store: Arc<S>,
     trigger: Arc<T>,
     clock: Arc<C>,
     options: Options,
-    schedules: HashMap<String, Arc<Schedule>>,
+    schedules: HashMap<Arc<str>, Arc<Schedule>>,
     queue: Queue,
     pool: Arc<Semaphore>,
     tasks: JoinSet<()>,
@@ -105,8 +105,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     /// Runs until `shutdown` completes. `reloads` delivers new, already validated configurations.
     pub async fn run(
         mut self,
-        schedules: Vec<Schedule>,
-        mut reloads: mpsc::Receiver<Vec<Schedule>>,
+        schedules: Vec<Arc<Schedule>>,
+        mut reloads: mpsc::Receiver<Vec<Arc<Schedule>>>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), crate::store::StoreError> {
         self.start(schedules).await?;
@@ -126,28 +126,22 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     }
 
     /// Loads the schedules, catches up what was missed while pipecron was down, and queues each next slot.
-    async fn start(&mut self, mut schedules: Vec<Schedule>) -> Result<(), crate::store::StoreError> {
+    async fn start(&mut self, schedules: Vec<Arc<Schedule>>) -> Result<(), crate::store::StoreError> {
         let now = self.clock.now();
         let last = if self.options.dry_run { HashMap::new() } else { self.store.last_slots().await? };
         let mut catch_up = Vec::new();
         let mut missed = Vec::new();
-        // Each schedule moves into an Arc of its own; shrinking the list as it empties keeps 100,000 schedules from
-        // being held twice at once.
-        while let Some(schedule) = schedules.pop() {
-            if schedules.len().is_multiple_of(8192) {
-                schedules.shrink_to_fit();
-            }
-            let schedule = Arc::new(schedule);
+        for schedule in schedules {
             if schedule.enabled
-                && let Some(last) = last.get(&schedule.name)
+                && let Some(last) = last.get(&*schedule.name)
             {
                 let (newest, older) = missed_since(&schedule, *last, now);
-                missed.extend(older.into_iter().map(|slot| (schedule.name.clone(), slot)));
+                missed.extend(older.into_iter().map(|slot| (schedule.name.to_string(), slot)));
                 match newest {
                     Some(slot) if may_catch_up(&schedule, slot, now) => {
                         catch_up.push((schedule.clone(), slot, Reason::CatchUp));
                     }
-                    Some(slot) => missed.push((schedule.name.clone(), slot)),
+                    Some(slot) => missed.push((schedule.name.to_string(), slot)),
                     None => {}
                 }
             }
@@ -184,10 +178,11 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 
     /// Swaps in a new configuration: unchanged schedules keep their queued slot; changed and added ones count
     /// from now, so a changed expression never backfills.
-    fn reload(&mut self, schedules: Vec<Schedule>) {
+    fn reload(&mut self, schedules: Vec<Arc<Schedule>>) {
         let now = self.clock.now();
-        let mut incoming: HashMap<String, Schedule> = schedules.into_iter().map(|s| (s.name.clone(), s)).collect();
-        let removed: Vec<String> = self.schedules.keys().filter(|n| !incoming.contains_key(*n)).cloned().collect();
+        let mut incoming: HashMap<Arc<str>, Arc<Schedule>> =
+            schedules.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let removed: Vec<Arc<str>> = self.schedules.keys().filter(|n| !incoming.contains_key(*n)).cloned().collect();
         for name in &removed {
             self.schedules.remove(name);
             self.queue.remove(name);
@@ -195,11 +190,11 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let (mut added, mut changed) = (Vec::new(), Vec::new());
         for (name, schedule) in incoming.drain() {
             match self.schedules.get(&name) {
-                Some(old) if **old == schedule => continue,
+                Some(old) if **old == *schedule => continue,
                 Some(_) => changed.push(name),
                 None => added.push(name),
             }
-            self.add(Arc::new(schedule), now);
+            self.add(schedule, now);
         }
         for list in [&mut added, &mut changed] {
             list.sort();
@@ -222,7 +217,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     /// suspend) only the newest is fired; the others are recorded as missed.
     async fn handle_due(&mut self) {
         let now = self.clock.now();
-        let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let mut newest: HashMap<Arc<str>, DateTime<Utc>> = HashMap::new();
         let mut missed = Vec::new();
         let lead = chrono::Duration::from_std(LEAD).unwrap_or_default();
         while let Some(due) = self.queue.pop_due(now + lead) {
@@ -231,7 +226,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                 self.queue.push(Due::new(&schedule, next.to_utc()));
             }
             if let Some(older) = newest.insert(due.name.clone(), due.slot) {
-                missed.push((due.name, older));
+                missed.push((due.name.to_string(), older));
             }
         }
         let mut fires = Vec::new();
@@ -242,7 +237,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             } else if may_catch_up(&schedule, slot, now) {
                 fires.push((schedule, slot, Reason::CatchUp));
             } else {
-                missed.push((name, slot));
+                missed.push((name.to_string(), slot));
             }
         }
         if !missed.is_empty() && !self.options.dry_run {
@@ -263,7 +258,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let (store, dry_run) = (self.store.clone(), self.options.dry_run);
         let jitters: Vec<Duration> = fires.iter().map(|(s, _, _)| jitter(s.jitter)).collect();
         self.tasks.spawn(async move {
-            let keys = fires.iter().map(|(s, slot, reason)| (s.name.clone(), *slot, *reason)).collect();
+            let keys = fires.iter().map(|(s, slot, reason)| (s.name.to_string(), *slot, *reason)).collect();
             let claimed = match dry_run {
                 true => vec![true; fires.len()],
                 false => match store.claim_many(keys, context.clock.now()).await {
@@ -412,7 +407,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&(schedule.name.clone(), slot));
         log_fire(&schedule.name, slot, reason, &result, lateness_ms, self.dry_run);
         if let Some(fired) = &self.fired {
-            let _ = fired.send(Fired { schedule: schedule.name.clone(), slot, reason, result, lateness_ms });
+            let _ = fired.send(Fired { schedule: schedule.name.to_string(), slot, reason, result, lateness_ms });
         }
     }
 }

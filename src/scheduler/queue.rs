@@ -4,6 +4,7 @@
 //! heap cannot do without leaving stale entries behind.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -12,7 +13,8 @@ use crate::schedule::Schedule;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Due {
     pub slot: DateTime<Utc>,
-    pub name: String,
+    /// Shared with the schedule: 100,000 queued slots do not copy 100,000 names.
+    pub name: Arc<str>,
 }
 
 impl Due {
@@ -24,7 +26,7 @@ impl Due {
 #[derive(Debug, Default)]
 pub struct Queue {
     ordered: BTreeSet<Due>,
-    by_name: HashMap<String, DateTime<Utc>>,
+    by_name: HashMap<Arc<str>, DateTime<Utc>>,
 }
 
 impl Queue {
@@ -36,8 +38,8 @@ impl Queue {
     }
 
     pub fn remove(&mut self, name: &str) {
-        if let Some(slot) = self.by_name.remove(name) {
-            self.ordered.remove(&Due { slot, name: name.to_string() });
+        if let Some((name, slot)) = self.by_name.remove_entry(name) {
+            self.ordered.remove(&Due { slot, name });
         }
     }
 
@@ -46,7 +48,7 @@ impl Queue {
     }
 
     pub fn peek_for(&self, name: &str) -> Option<Due> {
-        self.by_name.get(name).map(|slot| Due { slot: *slot, name: name.to_string() })
+        self.by_name.get_key_value(name).map(|(name, slot)| Due { slot: *slot, name: name.clone() })
     }
 
     /// Takes the earliest slot if it is due at `now`.
@@ -55,7 +57,7 @@ impl Queue {
             return None;
         }
         let due = self.ordered.pop_first()?;
-        self.by_name.remove(&due.name);
+        self.by_name.remove(&*due.name);
         Some(due)
     }
 }

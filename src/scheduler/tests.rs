@@ -45,7 +45,7 @@ fn start_time() -> DateTime<Utc> {
 }
 
 /// Schedules from a YAML body under `schedules:`, all on one fake GitLab.
-fn schedules(body: &str) -> Vec<Schedule> {
+fn schedules(body: &str) -> Vec<Arc<Schedule>> {
     let text = format!(
         "defaults:\n  gitlab: https://gitlab.example.com\n  token: t\n  project: 9\n  ref: main\nschedules:\n{body}"
     );
@@ -61,14 +61,19 @@ struct Harness {
     store: Arc<SqliteStore>,
     trigger: Arc<Recorder>,
     clock: Arc<TokioClock>,
-    reloads: mpsc::Sender<Vec<Schedule>>,
+    reloads: mpsc::Sender<Vec<Arc<Schedule>>>,
     shutdown: Option<oneshot::Sender<()>>,
     fired: mpsc::UnboundedReceiver<Fired>,
     task: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
 }
 
 impl Harness {
-    async fn start(list: Vec<Schedule>, options: Options, trigger: Recorder, seed: &[(&str, DateTime<Utc>)]) -> Self {
+    async fn start(
+        list: Vec<Arc<Schedule>>,
+        options: Options,
+        trigger: Recorder,
+        seed: &[(&str, DateTime<Utc>)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).expect("opens"));
         for (name, slot) in seed {

@@ -78,17 +78,17 @@ impl TriggerRequest {
         reason: Reason,
         overrides: &Overrides,
     ) -> Result<Self, RequestError> {
-        let token = schedule.token.clone().ok_or_else(|| RequestError::NoToken(schedule.name.clone()))?;
+        let token = schedule.token.clone().ok_or_else(|| RequestError::NoToken(schedule.name.to_string()))?;
         if schedule.api == Api::V3 && !schedule.inputs.is_empty() {
             return Err(RequestError::InputsOnV3);
         }
         let mut variables = schedule.variables.clone();
         variables.extend(overrides.variables.clone());
-        variables.insert("PIPECRON_SCHEDULE".into(), schedule.name.clone());
+        variables.insert("PIPECRON_SCHEDULE".into(), schedule.name.to_string());
         variables.insert("PIPECRON_SLOT".into(), slot_text(slot));
         variables.insert("PIPECRON_REASON".into(), reason.as_str().into());
         let request = TriggerRequest {
-            schedule: schedule.name.clone(),
+            schedule: schedule.name.to_string(),
             url: endpoint(&schedule.gitlab, &schedule.project, schedule.api),
             token,
             git_ref: overrides.git_ref.clone().unwrap_or_else(|| schedule.git_ref.clone()),

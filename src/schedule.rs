@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub struct Schedule {
     /// The file and place the schedule was defined.
     pub file: Arc<Path>,
     pub pos: Pos,
-    pub description: Option<String>,
+    pub description: Option<Box<str>>,
     pub cron: CronExpr,
     pub timezone: Tz,
     /// The GitLab base URL, without `/api`.
@@ -33,7 +33,7 @@ pub struct Schedule {
     /// `None` only when the configuration was loaded without resolving secrets (`check --skip-secrets`, `next`).
     pub token: Option<Secret>,
     pub project: Project,
-    pub git_ref: String,
+    pub git_ref: Box<str>,
     /// Sent as text.
     pub variables: BTreeMap<String, String>,
     /// Pipeline inputs; they keep their YAML types.
@@ -44,7 +44,7 @@ pub struct Schedule {
     pub timeout: Duration,
     pub retries: u32,
     pub api: Api,
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<Arc<Path>>,
     pub allow_http: bool,
 }
 
@@ -61,8 +61,8 @@ pub enum TokenSource {
     /// Written in the file (check warns about it).
     Inline,
     /// From `${VAR}` references, by name.
-    Env(Vec<String>),
-    File(PathBuf),
+    Env(Box<[String]>),
+    File(Box<Path>),
 }
 
 /// A GitLab project: a numeric id, or a full path such as `group/sub/project`.

@@ -64,7 +64,7 @@ fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {
     vec![
         schedule.name.to_string(),
         schedule.project.to_string(),
-        schedule.git_ref.clone(),
+        schedule.git_ref.to_string(),
         schedule.cron.source().to_string(),
         schedule.timezone.name().to_string(),
         masked_token(schedule),
@@ -79,7 +79,7 @@ fn row_json(schedule: &Schedule, last: Option<&Run>) -> serde_json::Value {
         "name": &*schedule.name,
         "description": schedule.description,
         "project": schedule.project.to_string(),
-        "ref": schedule.git_ref,
+        "ref": &*schedule.git_ref,
         "cron": schedule.cron.source(),
         "timezone": schedule.timezone.name(),
         "token": masked_token(schedule),

@@ -203,7 +203,7 @@ impl Reader<'_> {
         }
         let source = match found.vars.is_empty() {
             true => TokenSource::Inline,
-            false => TokenSource::Env(found.vars),
+            false => TokenSource::Env(found.vars.into()),
         };
         let secret = found.resolved.then(|| found.text.trim().to_string());
         if secret.as_deref() == Some("") {
@@ -219,7 +219,7 @@ impl Reader<'_> {
             None => None,
             Some(_) => Some(read_token_file(&path)?),
         };
-        Ok(Credential { source: TokenSource::File(path), secret })
+        Ok(Credential { source: TokenSource::File(path.into()), secret })
     }
 
     fn ca_file(&self, node: &Node) -> Result<PathBuf, String> {

@@ -64,7 +64,12 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
         let text = std::fs::read_to_string(&file);
         let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
         let mut schedules = match text {
-            Ok(text) => load_file(&text, &file, env, &mut rep),
+            Ok(text) => {
+                // The text is not needed once parsed; with 100,000 schedules it is megabytes.
+                let root = yaml::parse(&text);
+                drop(text);
+                read_file(root, &file, env, &mut rep)
+            }
             Err(error) => {
                 rep.error(Pos::default(), None, format!("cannot read the file: {error}"));
                 Vec::new()
@@ -135,7 +140,17 @@ fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Reads one file's text into its valid schedules, reporting every problem.
 pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
-    let root = match yaml::parse(text) {
+    read_file(yaml::parse(text), file, env, rep)
+}
+
+/// The schedules of a parsed file.
+fn read_file(
+    root: Result<Node, yaml::SyntaxError>,
+    file: &Path,
+    env: Option<Env>,
+    rep: &mut Reporter,
+) -> Vec<Arc<Schedule>> {
+    let root = match root {
         Ok(root) => root,
         Err(error) => {
             rep.error(error.pos, None, format!("invalid YAML: {}", error.message));
@@ -317,14 +332,14 @@ mod resolve {
             name: name.name.as_str().into(),
             file: file.clone(),
             pos: name.pos,
-            description: f.description.map(|a| a.value),
+            description: f.description.map(|a| a.value.into()),
             cron,
             timezone,
             gitlab: gitlab.value.unwrap_or_else(|| Arc::new(placeholder_url())),
             token_source: credential.value.source,
             token: credential.value.secret,
             project: project.value,
-            git_ref: git_ref.value,
+            git_ref: git_ref.value.into(),
             variables: f.variables.into_iter().map(|(k, v)| (k, v.value)).collect(),
             inputs: f.inputs.into_iter().map(|(k, v)| (k, v.value)).collect(),
             enabled: f.enabled.is_none_or(|a| a.value),
@@ -333,7 +348,7 @@ mod resolve {
             timeout: f.timeout.map_or(Duration::from_secs(30), |a| a.value),
             retries: f.retries.map_or(5, |a| a.value),
             api: f.api.map_or(Api::V4, |a| a.value),
-            ca_file: f.ca_file.map(|a| a.value),
+            ca_file: f.ca_file.map(|a| a.value.into()),
             allow_http,
         })
     }

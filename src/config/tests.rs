@@ -65,7 +65,7 @@ fn the_token_is_resolved_and_never_shown() {
     let (schedules, _) = load_text(FILE, true);
     let token = schedules[0].token.as_ref().expect("resolved");
     assert_eq!(token.expose(), "glptt-abcdef0123456789");
-    assert_eq!(schedules[0].token_source, TokenSource::Env(vec!["TOKEN".into()]));
+    assert_eq!(schedules[0].token_source, TokenSource::Env(["TOKEN".into()].into()));
     let debug = format!("{:?}", schedules[0]);
     assert!(!debug.contains("ef0123456789"), "Debug shows the token: {debug}");
 }

@@ -13,13 +13,14 @@ use serde_saphyr::{Location, Spanned};
 /// Where a node or an error sits in its file: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
-    pub line: u64,
-    pub column: u64,
+    pub line: u32,
+    pub column: u32,
 }
 
 impl From<Location> for Pos {
     fn from(location: Location) -> Self {
-        Pos { line: location.line(), column: location.column() }
+        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Pos { line: small(location.line()), column: small(location.column()) }
     }
 }
 
@@ -224,7 +225,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 mod tests {
     use super::*;
 
-    fn at(line: u64, column: u64) -> Pos {
+    fn at(line: u32, column: u32) -> Pos {
         Pos { line, column }
     }
 

@@ -43,7 +43,7 @@ const HORIZON_YEARS: i32 = 29;
 /// A parsed cron expression. It is evaluated in a time zone given to `next_after`.
 #[derive(Debug, Clone)]
 pub struct CronExpr {
-    source: String,
+    source: Box<str>,
     /// Evaluated on local wall-clock time written as if it were UTC. Shared by every expression with the same
     /// numeric form: a croner pattern holds kilobytes of bit fields, and 100,000 schedules of `H H * * *` have at
     /// most 1,440 distinct forms.
@@ -121,7 +121,7 @@ impl CronExpr {
         let text = parsed.iter().map(|f| f.text.as_str()).collect::<Vec<_>>().join(" ");
         let compiled = compile(text, dom.starts_with_star || dow.starts_with_star, trimmed)?;
         Ok(CronExpr {
-            source: trimmed.to_string(),
+            source: trimmed.into(),
             compiled,
             fixed_time: !parsed[1].starts_with_star && !parsed[2].starts_with_star,
         })

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -34,7 +35,7 @@ pub struct TriggerRequest {
     pub variables: BTreeMap<String, String>,
     pub inputs: BTreeMap<String, serde_json::Value>,
     pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<Arc<Path>>,
     /// The body, encoded once when the request is built: the daemon builds a slot's request before the slot comes,
     /// so that sending it is all that is left to do on time.
     pub payload: Payload,
@@ -91,7 +92,7 @@ impl TriggerRequest {
             schedule: schedule.name.to_string(),
             url: endpoint(&schedule.gitlab, &schedule.project, schedule.api),
             token,
-            git_ref: overrides.git_ref.clone().unwrap_or_else(|| schedule.git_ref.clone()),
+            git_ref: overrides.git_ref.clone().unwrap_or_else(|| schedule.git_ref.to_string()),
             project: schedule.project.clone(),
             api: schedule.api,
             variables,

@@ -1,8 +1,14 @@
 //! The pipecron benchmark: runs the release binary against a fake GitLab inside this process and prints figures.
 //!
 //! `cargo build --release && cargo run --release -p pipecron-bench` (pass `--quick` to skip the minute-long idle
-//! measurement). The fake is an axum server on loopback that notes when each request arrived and answers 201 at
-//! once, so it is never the bottleneck. Lateness is measured from the slot to the request's arrival at the fake.
+//! measurement, `--only lateness|burst|load|idle` to run one). The fake is an axum server on loopback, on a thread of
+//! its own, that notes when each request arrived and answers 201 at once, so it is never the bottleneck. Lateness is
+//! measured from the slot to the request's arrival at the fake.
+//!
+//! With two CPUs or more, the daemon runs on the first and the fake on the last (`PIPECRON_BENCH_PIN=0` turns this
+//! off). `PIPECRON_BENCH_ARGS` adds arguments to `pipecron run`, `PIPECRON_BENCH_DETAIL=1` prints each slot's
+//! lateness figures, `PIPECRON_BENCH_KEEP=1` keeps the state directories, and `PIPECRON_LOG` sets the daemon's log
+//! filter (default `warn`).
 
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -187,7 +193,7 @@ async fn lateness(url: &str, arrivals: &Arrivals, schedules: usize, seconds: u64
     let got = take(arrivals);
     run.stop();
     let late = lateness_ms(&got);
-    if std::env::var_os("DETAIL").is_some() {
+    if std::env::var_os("PIPECRON_BENCH_DETAIL").is_some() {
         let mut by_slot: std::collections::BTreeMap<DateTime<Utc>, Vec<f64>> = Default::default();
         for a in &got {
             by_slot.entry(a.slot).or_default().push((a.at - a.slot).num_microseconds().unwrap_or(0) as f64 / 1000.0);

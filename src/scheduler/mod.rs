@@ -271,15 +271,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             };
             // The claims and the requests are made up to LEAD ahead; the requests wait for the slot, to the
             // microsecond.
-            let mut ready = Vec::with_capacity(fires.len());
-            for (((schedule, slot, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
-                if !won {
-                    tracing::debug!(schedule = %schedule.name, %slot, "claimed by another process");
-                    continue;
-                }
-                let request = TriggerRequest::new(&schedule, slot, reason, &Overrides::default());
-                ready.push(Slot { schedule, at: slot, reason, delay, request });
-            }
+            let ready = Slot::won(fires, claimed, jitters);
             if let Some(first) = ready.iter().map(|slot| slot.at).min() {
                 context.clock.wait_until(first).await;
             }
@@ -345,6 +337,26 @@ struct Slot {
     /// Its jitter.
     delay: Duration,
     request: Result<TriggerRequest, crate::trigger::request::RequestError>,
+}
+
+impl Slot {
+    /// The slots this process won the claim for, each with its request built.
+    fn won(
+        fires: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>,
+        claimed: Vec<bool>,
+        jitters: Vec<Duration>,
+    ) -> Vec<Slot> {
+        let mut ready = Vec::with_capacity(fires.len());
+        for (((schedule, at, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
+            if !won {
+                tracing::debug!(schedule = %schedule.name, slot = %at, "claimed by another process");
+                continue;
+            }
+            let request = TriggerRequest::new(&schedule, at, reason, &Overrides::default());
+            ready.push(Slot { schedule, at, reason, delay, request });
+        }
+        ready
+    }
 }
 
 /// What a fire task needs, shared with the loop.

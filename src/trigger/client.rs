@@ -100,7 +100,12 @@ impl Trigger for GitlabClient {
 fn network_error(request: &TriggerRequest, error: &reqwest::Error) -> Attempt {
     let host = request.url.host_str().unwrap_or("GitLab");
     let (message, maybe_sent) = if error.is_connect() {
-        (format!("cannot connect to {host}: {}", root_cause(error)), false)
+        let cause = root_cause(error);
+        let hint = match cause.contains("certificate") {
+            true => "; if GitLab's certificate comes from a private CA, name its PEM bundle in `ca_file`",
+            false => "",
+        };
+        (format!("cannot connect to {host}: {cause}{hint}"), false)
     } else if error.is_timeout() {
         (format!("no answer from {host} within {:?}; a pipeline may have been created", request.timeout), true)
     } else {

@@ -134,7 +134,10 @@ pub async fn fire<T: Trigger>(
                         attempts,
                         http_status,
                         pipeline: None,
-                        error: Some(format!("{message} (gave up after {attempts} attempts)")),
+                        error: Some(match attempts {
+                            1 => message,
+                            _ => format!("{message} (gave up after {attempts} attempts)"),
+                        }),
                         retries_exhausted: true,
                     };
                 }

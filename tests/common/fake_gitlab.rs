@@ -124,13 +124,18 @@ impl FakeGitlab {
         self.lock().requests.clone()
     }
 
-    /// Serves on 127.0.0.1 on a free port until the test's runtime ends; returns the base URL.
-    pub async fn start(&self) -> String {
-        let app = Router::new()
+    /// GitLab's trigger routes, for a server of the test's own making (TLS).
+    pub fn router(&self) -> Router {
+        Router::new()
             .route("/api/v4/projects/{id}/trigger/pipeline", post(v4))
             .route("/api/v4/projects/{id}/ref/{git_ref}/trigger/pipeline", post(v4_webhook))
             .route("/api/v3/projects/{id}/trigger/builds", post(v3))
-            .with_state(self.clone());
+            .with_state(self.clone())
+    }
+
+    /// Serves on 127.0.0.1 on a free port until the test's runtime ends; returns the base URL.
+    pub async fn start(&self) -> String {
+        let app = self.router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
         let addr: SocketAddr = listener.local_addr().expect("has an address");
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -1,0 +1,110 @@
+//! `ca_file` against a real TLS server: a GitLab whose certificate is signed by a private CA is trusted when the
+//! schedule names that CA in `ca_file`, and refused, with a clear message, when it does not.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use common::fake_gitlab::{FakeGitlab, TOKEN};
+use pipecron::trigger::{Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest, fire};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+/// A private CA and a certificate for `localhost` that it signed, as PEM.
+struct Pki {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("a server key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("a server certificate");
+    Pki { ca: ca.pem(), cert: cert.pem(), key: key.serialize_pem() }
+}
+
+/// Serves the fake over TLS on 127.0.0.1; returns `https://localhost:PORT`.
+async fn start_tls(fake: &FakeGitlab, pki: &Pki) -> String {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the certificate parses");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key.as_bytes()).expect("the key parses");
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
+    let port = listener.local_addr().expect("an address").port();
+    let service = hyper_util::service::TowerToHyperService::new(fake.router());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, service) = (acceptor.clone(), service.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake; that is the point of one test.
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
+/// Loads one schedule for project 9 on `gitlab`, with `extra` keys, and fires it once.
+async fn fire_once(gitlab: &str, extra: &str, dir: &std::path::Path) -> RunResult {
+    let text = format!(
+        "schedules:\n  nightly:\n    cron: \"30 0 * * *\"\n    gitlab: {gitlab}\n    token: ${{TOKEN}}\n    project: 9\n    \
+         ref: master\n{extra}"
+    );
+    std::fs::write(dir.join("s.yaml"), text).expect("writes");
+    let env = |name: &str| (name == "TOKEN").then(|| TOKEN.to_string());
+    let loaded = pipecron::config::load(dir, Some(&env));
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let schedule = loaded.schedules.into_iter().next().expect("one schedule");
+    let slot = Utc.with_ymd_and_hms(2026, 11, 24, 0, 30, 0).single().expect("valid");
+    let request = TriggerRequest::new(&schedule, slot, Reason::Schedule, &Overrides::default()).expect("a request");
+    let client = GitlabClient::new().expect("a client");
+    client.prepare(schedule.ca_file.as_deref()).expect("the CA bundle loads");
+    let backoff = Backoff { base: Duration::from_millis(1), cap: Duration::from_millis(5) };
+    fire(&client, &request, 0, backoff, |_, _, _| {}).await
+}
+
+#[tokio::test]
+async fn a_private_ca_named_in_ca_file_is_trusted() {
+    let (fake, pki) = (FakeGitlab::new(), pki());
+    let url = start_tls(&fake, &pki).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca).expect("writes the CA");
+    let result = fire_once(&url, "    ca_file: ca.pem\n", dir.path()).await;
+    assert_eq!(result.ending, Ending::Succeeded, "{result:?}");
+    assert!(result.pipeline.is_some(), "{result:?}");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].params.get("token").and_then(|t| t.as_str()), Some(TOKEN));
+}
+
+#[tokio::test]
+async fn without_ca_file_the_private_certificate_is_refused_before_anything_is_sent() {
+    let (fake, pki) = (FakeGitlab::new(), pki());
+    let url = start_tls(&fake, &pki).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let result = fire_once(&url, "", dir.path()).await;
+    assert_eq!((result.ending, result.http_status), (Ending::Failed, None), "{result:?}");
+    let error = result.error.unwrap_or_default();
+    assert!(error.starts_with("cannot connect to localhost: "), "{error}");
+    assert!(error.contains("invalid peer certificate"), "{error}");
+    assert!(error.ends_with("name its PEM bundle in `ca_file`"), "{error}");
+    assert!(!error.contains(TOKEN), "{error}");
+    assert!(fake.requests().is_empty());
+}

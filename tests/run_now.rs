@@ -235,3 +235,27 @@ fn check_online_proves_tokens_without_creating_pipelines() {
     assert!(setup.fake.requests().iter().all(|r| r.params["ref"] == json!("pipecron..online-check")));
     assert!(!setup.dir.path().join("pipecron.db").exists(), "the online check records nothing");
 }
+
+#[test]
+fn http_proxy_is_honoured_and_no_proxy_bypasses_it() {
+    let fake = FakeGitlab::new();
+    // The fake routes on the path, so it also answers requests that a proxy is sent in absolute form.
+    let proxy = fake.start_in_background();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir(dir.path().join("schedules")).expect("creates");
+    let text = "schedules:\n  behind-proxy:\n    cron: \"@daily\"\n    gitlab: http://gitlab.invalid\n    \
+                allow_http: true\n    token: ${TRIGGER_TOKEN}\n    project: 9\n    ref: master\n    retries: 0\n";
+    std::fs::write(dir.path().join("schedules/s.yaml"), text).expect("writes");
+    let pipecron = || Pipecron::new().current_dir(dir.path()).env("TRIGGER_TOKEN", TOKEN).env("HTTP_PROXY", &proxy);
+
+    pipecron().args(["run-now", "behind-proxy"]).run().success();
+    let [request] = fake.requests().try_into().expect("one request, through the proxy");
+    assert_eq!(request.raw_path, "/api/v4/projects/9/trigger/pipeline");
+    assert_eq!(request.params["token"], json!(TOKEN));
+
+    // Past the proxy, the name does not resolve: the run fails before anything is sent.
+    let direct = pipecron().env("NO_PROXY", "gitlab.invalid").args(["run-now", "behind-proxy"]).run();
+    assert_ne!(direct.status, 0, "{direct:#?}");
+    assert!(direct.stderr.contains("cannot connect to gitlab.invalid"), "{direct:#?}");
+    assert_eq!(fake.requests().len(), 1);
+}

@@ -1,12 +1,16 @@
 //! `ca_file` against a real TLS server: a GitLab whose certificate is signed by a private CA is trusted when the
-//! schedule names that CA in `ca_file`, and refused, with a clear message, when it does not.
+//! schedule names that CA in `ca_file`, and refused, with a clear message, when it does not. And `HTTPS_PROXY`: the
+//! same GitLab reached through a CONNECT proxy, as behind a corporate proxy.
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
 use chrono::{TimeZone, Utc};
+use common::Pipecron;
 use common::fake_gitlab::{FakeGitlab, TOKEN};
 use pipecron::trigger::{Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest, fire};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -107,4 +111,83 @@ async fn without_ca_file_the_private_certificate_is_refused_before_anything_is_s
     assert!(error.ends_with("name its PEM bundle in `ca_file`"), "{error}");
     assert!(!error.contains(TOKEN), "{error}");
     assert!(fake.requests().is_empty());
+}
+
+/// Runs `serve` on a thread of its own, for tests that run the real binary; returns what it returns.
+fn in_background<F: Future<Output = String> + Send + 'static>(serve: impl FnOnce() -> F + Send + 'static) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async move {
+            tx.send(serve().await).expect("the test waits");
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().expect("the server starts")
+}
+
+/// A proxy that answers `CONNECT host:port` and then relays bytes; it notes each target. Returns its URL.
+async fn start_connect_proxy(targets: Arc<Mutex<Vec<String>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let targets = targets.clone();
+            tokio::spawn(async move {
+                let mut client = BufReader::new(client);
+                let mut line = String::new();
+                let _ = client.read_line(&mut line).await;
+                let target = line.strip_prefix("CONNECT ").and_then(|rest| rest.split(' ').next()).unwrap_or("");
+                targets.lock().unwrap_or_else(|p| p.into_inner()).push(target.to_string());
+                // The rest of the request head, up to the empty line.
+                let mut header = String::new();
+                while client.read_line(&mut header).await.is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                // Only the fake is reachable, whatever name the client asked for.
+                let port = target.rsplit(':').next().unwrap_or("443");
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await else {
+                    return;
+                };
+                let mut client = client.into_inner();
+                if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn https_proxy_carries_the_trigger_to_a_gitlab_behind_a_private_ca() {
+    let (fake, pki) = (FakeGitlab::new(), Arc::new(pki()));
+    let gitlab = in_background({
+        let (fake, pki) = (fake.clone(), pki.clone());
+        move || async move { start_tls(&fake, &pki).await }
+    });
+    let targets = Arc::new(Mutex::new(Vec::new()));
+    let proxy = in_background({
+        let targets = targets.clone();
+        move || start_connect_proxy(targets)
+    });
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir(dir.path().join("schedules")).expect("creates");
+    std::fs::write(dir.path().join("schedules/ca.pem"), &pki.ca).expect("writes the CA");
+    let text = format!(
+        "schedules:\n  nightly:\n    cron: \"30 0 * * *\"\n    gitlab: {gitlab}\n    ca_file: ca.pem\n    \
+         token: ${{TRIGGER_TOKEN}}\n    project: 9\n    ref: master\n    retries: 0\n"
+    );
+    std::fs::write(dir.path().join("schedules/s.yaml"), text).expect("writes");
+    let run = Pipecron::new()
+        .current_dir(dir.path())
+        .env("TRIGGER_TOKEN", TOKEN)
+        .env("HTTPS_PROXY", &proxy)
+        .args(["run-now", "nightly"])
+        .run()
+        .success();
+    assert!(!run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN), "{run:#?}");
+    let port = gitlab.rsplit(':').next().unwrap_or_default();
+    assert_eq!(*targets.lock().unwrap_or_else(|p| p.into_inner()), [format!("localhost:{port}")]);
+    assert_eq!(fake.requests().len(), 1);
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use chrono::{TimeZone, Utc};
-use common::Pipecron;
 use common::fake_gitlab::{FakeGitlab, TOKEN};
+use common::{Pipecron, in_background};
 use pipecron::trigger::{Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest, fire};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
@@ -111,19 +111,6 @@ async fn without_ca_file_the_private_certificate_is_refused_before_anything_is_s
     assert!(error.ends_with("name its PEM bundle in `ca_file`"), "{error}");
     assert!(!error.contains(TOKEN), "{error}");
     assert!(fake.requests().is_empty());
-}
-
-/// Runs `serve` on a thread of its own, for tests that run the real binary; returns what it returns.
-fn in_background<F: Future<Output = String> + Send + 'static>(serve: impl FnOnce() -> F + Send + 'static) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        runtime.block_on(async move {
-            tx.send(serve().await).expect("the test waits");
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().expect("the server starts")
 }
 
 /// A proxy that answers `CONNECT host:port` and then relays bytes; it notes each target. Returns its URL.

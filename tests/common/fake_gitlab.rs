@@ -145,15 +145,7 @@ impl FakeGitlab {
     /// Serves from a thread of its own, for tests that run the real binary (which block the test's thread).
     pub fn start_in_background(&self) -> String {
         let fake = self.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            runtime.block_on(async move {
-                tx.send(fake.start().await).expect("the test waits");
-                std::future::pending::<()>().await;
-            });
-        });
-        rx.recv().expect("the fake starts")
+        super::in_background(move || async move { fake.start().await })
     }
 }
 

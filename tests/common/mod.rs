@@ -74,6 +74,23 @@ impl Run {
     }
 }
 
+/// Starts a server with `serve` on a thread and runtime of its own, for tests that run the real binary (which blocks
+/// the test's thread); returns what `serve` returns, its URL.
+pub fn in_background<F>(serve: impl FnOnce() -> F + Send + 'static) -> String
+where
+    F: std::future::Future<Output = String> + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async move {
+            tx.send(serve().await).expect("the test waits");
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().expect("the server starts")
+}
+
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }

@@ -4,7 +4,8 @@
 //! is, and converts "sleep until 00:30:00 UTC" into a monotonic deadline on every wake.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,6 +21,41 @@ pub trait Clock: Send + Sync + 'static {
                 tokio::time::sleep(left).await;
             }
         }
+    }
+}
+
+/// A clock corrected by an offset to another clock: the database's, which all replicas fire on.
+pub struct Corrected<C> {
+    clock: Arc<C>,
+    offset_us: AtomicI64,
+}
+
+impl<C: Clock> Corrected<C> {
+    pub fn new(clock: Arc<C>) -> Self {
+        Corrected { clock, offset_us: AtomicI64::new(0) }
+    }
+
+    pub fn set_offset(&self, offset: chrono::TimeDelta) {
+        self.offset_us.store(offset.num_microseconds().unwrap_or_default(), Ordering::Relaxed);
+    }
+
+    pub fn offset(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::microseconds(self.offset_us.load(Ordering::Relaxed))
+    }
+
+    /// The clock's own reading.
+    pub fn uncorrected(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+impl<C: Clock> Clock for Corrected<C> {
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now() + self.offset()
+    }
+
+    fn wait_until(&self, t: DateTime<Utc>) -> impl Future<Output = ()> + Send {
+        self.clock.wait_until(t - self.offset())
     }
 }
 
@@ -108,6 +144,18 @@ impl Clock for TokioClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_corrected_clock_reads_and_waits_by_the_offset() {
+        let start = Utc::now();
+        let clock = Corrected::new(Arc::new(TokioClock::starting_at(start)));
+        clock.set_offset(chrono::TimeDelta::seconds(-30));
+        assert_eq!(clock.now(), start - chrono::TimeDelta::seconds(30));
+        let t0 = tokio::time::Instant::now();
+        clock.wait_until(start - chrono::TimeDelta::seconds(20)).await;
+        assert_eq!(t0.elapsed(), Duration::from_secs(10));
+        assert_eq!(clock.uncorrected(), start + chrono::TimeDelta::seconds(10));
+    }
 
     #[tokio::test]
     async fn the_system_clock_never_wakes_before_the_instant() {

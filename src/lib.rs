@@ -3,6 +3,7 @@
 //! Data flows one way: `config` reads schedule files into `schedule::Schedule`s, whose `cron` expressions give
 //! the slots to fire. The binary (`cli`) is a thin layer over these.
 
+pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;

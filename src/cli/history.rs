@@ -5,7 +5,7 @@ use std::io::Write;
 use chrono::SecondsFormat;
 
 use super::{Cli, Error, format};
-use crate::store::{Run, RunStore, SqliteStore};
+use crate::store::{Run, RunStore, owner_name};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
-    let store = SqliteStore::open(&cli.state)?;
+    let store = super::open_store(cli).await?;
     let runs = store.history(args.name.as_deref(), args.limit).await?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -28,11 +28,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         return Ok(());
     }
     if runs.is_empty() {
-        eprintln!("no runs recorded in {}", cli.state.display());
+        eprintln!("no runs recorded in {}", super::state(cli)?);
         return Ok(());
     }
     let mut rows = vec![
-        ["SLOT", "SCHEDULE", "REASON", "STATE", "ATTEMPTS", "HTTP", "PIPELINE", "DETAIL"].map(String::from).to_vec(),
+        ["SLOT", "SCHEDULE", "REASON", "STATE", "ATTEMPTS", "HTTP", "PIPELINE", "BY", "DETAIL"].map(String::from).to_vec(),
     ];
     rows.extend(runs.iter().map(|run| {
         vec![
@@ -43,6 +43,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
             run.attempts.to_string(),
             run.http_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             run.pipeline.as_ref().map(|p| p.id.to_string()).unwrap_or_else(|| "-".into()),
+            run.owner.as_deref().map(owner_name).unwrap_or("-").to_string(),
             detail(run),
         ]
     }));
@@ -72,5 +73,6 @@ pub fn run_json(run: &Run) -> serde_json::Value {
         "http_status": run.http_status,
         "pipeline": run.pipeline,
         "error": run.error,
+        "owner": run.owner.as_deref().map(owner_name),
     })
 }

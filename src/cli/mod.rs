@@ -28,9 +28,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "PIPECRON_SCHEDULES", default_value = "./schedules", value_name = "DIR")]
     schedules: PathBuf,
 
-    /// The run history database (SQLite), created if missing.
-    #[arg(long, global = true, env = "PIPECRON_STATE", default_value = "./pipecron.db", value_name = "PATH")]
-    state: PathBuf,
+    /// The run history: a SQLite file (created if missing), or a postgres:// URL shared by several replicas.
+    /// `${VAR}` in it is read from the environment.
+    #[arg(long, global = true, env = "PIPECRON_STATE", default_value = "./pipecron.db", value_name = "PATH|URL")]
+    state: String,
 
     #[command(subcommand)]
     command: Command,
@@ -162,6 +163,16 @@ fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a crate::schedule::Sched
         name: name.to_string(),
         suggestion: crate::suggest::closest(name, loaded.schedules.iter().map(|s| &*s.name)).map(str::to_string),
     })
+}
+
+/// Where `--state` points.
+fn state(cli: &Cli) -> Result<crate::store::StateLocation, Error> {
+    crate::store::StateLocation::parse(&cli.state, &process_env).map_err(Error::Usage)
+}
+
+/// Opens the store `--state` names, whichever kind it is.
+async fn open_store(cli: &Cli) -> Result<crate::store::Store, Error> {
+    Ok(crate::store::open(&state(cli)?).await?)
 }
 
 /// The process environment, for resolving `${VAR}` references.

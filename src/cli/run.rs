@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{Cli, Error};
 use crate::clock::SystemClock;
 use crate::scheduler::{Options, Scheduler};
-use crate::store::SqliteStore;
+use crate::store::StateLocation;
 use crate::trigger::{Backoff, GitlabClient};
 
 #[derive(Debug, clap::Args)]
@@ -24,6 +24,10 @@ pub struct Args {
     /// Print each request (token masked) instead of sending it, and record nothing.
     #[arg(long)]
     dry_run: bool,
+    /// A replica whose heartbeat is older than this is dead, and live ones take over its slots; each replica
+    /// heartbeats every third of it.
+    #[arg(long, default_value = "15s", value_parser = parse_lease)]
+    lease: Duration,
     /// Log format: human-readable text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -41,13 +45,14 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let client = GitlabClient::new()?;
     client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
     // A dry run records nothing, so it keeps its history in memory.
-    let state = if args.dry_run { ":memory:".into() } else { cli.state.clone() };
-    let store = SqliteStore::open(&state)?;
+    let state = if args.dry_run { StateLocation::memory() } else { super::state(cli)? };
+    let store = crate::store::open(&state).await?;
     let options = Options {
         concurrency: args.concurrency as usize,
         shutdown_grace: args.shutdown_grace,
         backoff: Backoff::default(),
         dry_run: args.dry_run,
+        lease: args.lease,
     };
     let scheduler = Scheduler::new(Arc::new(store), Arc::new(client), Arc::new(SystemClock), options);
     let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -62,7 +67,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     });
     tracing::info!(
         schedules = schedules.len(),
-        state = %state.display(),
+        state = %state,
         dry_run = args.dry_run,
         version = env!("CARGO_PKG_VERSION"),
         "pipecron started"
@@ -95,4 +100,12 @@ fn init_logs(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = crate::duration::parse(text)?;
+    if lease < Duration::from_secs(1) {
+        return Err("the lease must be at least 1s; a heartbeat goes out every third of it".into());
+    }
+    Ok(lease)
 }

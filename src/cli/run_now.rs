@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Cli, Error};
-use crate::store::{RunStore, SqliteStore};
+use crate::store::{Replica, RunStore, Store};
 use crate::trigger::{self, Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest};
 
 #[derive(Debug, clap::Args)]
@@ -35,16 +35,50 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         return Ok(());
     }
     let client = GitlabClient::new()?;
-    let store = SqliteStore::open(&cli.state)?;
-    if !store.claim(&schedule.name, slot, Reason::RunNow, Utc::now()).await? {
+    let store = super::open_store(cli).await?;
+    // run-now claims like a replica and holds a lease while it sends, so that a daemon takes over only if it dies.
+    let replica = Replica::this_process();
+    store.register(&replica).await?;
+    let lease = tokio::spawn(heartbeat(store.clone(), replica.clone()));
+    let fired = claim_and_fire(&store, &replica, &client, schedule, &request, slot).await;
+    lease.abort();
+    if let Err(error) = store.deregister(&replica).await {
+        eprintln!("note: cannot deregister from the state database: {error}");
+    }
+    let result = fired?;
+    report(&schedule.name, &request.git_ref, result)
+}
+
+async fn claim_and_fire(
+    store: &Store,
+    replica: &Replica,
+    client: &GitlabClient,
+    schedule: &crate::schedule::Schedule,
+    request: &TriggerRequest,
+    slot: DateTime<Utc>,
+) -> Result<RunResult, Error> {
+    let key = (schedule.name.to_string(), slot);
+    if !store.claim(&schedule.name, slot, Reason::RunNow, &replica.id, Utc::now()).await?
+        || !store.start_sending(vec![key], &replica.id).await?.first().copied().unwrap_or(false)
+    {
         return Err(Error::Usage(format!("slot {slot} of '{}' is already claimed; try again", schedule.name)));
     }
-    let result = trigger::fire(&client, &request, schedule.retries, Backoff::default(), |attempt, message, wait| {
+    let result = trigger::fire(client, request, schedule.retries, Backoff::default(), |attempt, message, wait| {
         eprintln!("attempt {attempt} failed: {message}; retrying in {:.1}s", wait.as_secs_f64());
     })
     .await;
-    store.finish(&schedule.name, slot, &result, Utc::now()).await?;
-    report(&schedule.name, &request.git_ref, result)
+    store.finish(&schedule.name, slot, &result, &replica.id, Utc::now()).await?;
+    Ok(result)
+}
+
+/// Renews run-now's lease while it sends and retries.
+async fn heartbeat(store: Store, replica: Replica) {
+    let mut beat = tokio::time::interval(crate::store::DEFAULT_LEASE / 3);
+    beat.tick().await;
+    loop {
+        beat.tick().await;
+        let _ = store.heartbeat(&replica).await;
+    }
 }
 
 fn report(name: &str, git_ref: &str, result: RunResult) -> Result<(), Error> {

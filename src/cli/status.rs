@@ -8,7 +8,7 @@ use chrono::{SecondsFormat, Utc};
 use super::{Cli, Error, format};
 use crate::schedule::{Schedule, TokenSource};
 use crate::secret::Secret;
-use crate::store::{Run, RunStore, SqliteStore};
+use crate::store::{Run, RunStore};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,7 +26,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     if loaded.has_errors() {
         return Err(Error::InvalidConfig { errors: loaded.errors().count() });
     }
-    let store = SqliteStore::open(&cli.state)?;
+    let store = super::open_store(cli).await?;
     let last: HashMap<String, Run> = store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect();
     if args.quiet {
         return Ok(());

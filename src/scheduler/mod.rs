@@ -1,14 +1,18 @@
 //! The timer loop: sleep until the earliest due slot, claim it, fire it on a bounded pool, repeat.
 //!
 //! The loop never polls. It sleeps until the next due slot, or at most a minute, because tokio's timers stand still
-//! while a machine is suspended and an NTP step must be noticed; a reload or a shutdown wakes it early. Every wake
-//! handles each slot at or before the wall clock's now, so a clock step neither fires a slot twice nor skips one
-//! silently. Claiming is one transaction per wake and firing runs on spawned tasks, so neither a slow database nor a
-//! slow GitLab delays another schedule's slot.
+//! while a machine is suspended and an NTP step must be noticed; a reload, a takeover or a shutdown wakes it early.
+//! Every wake handles each slot at or before the wall clock's now, so a clock step neither fires a slot twice nor
+//! skips one silently. Claiming is one transaction per wake and firing runs on spawned tasks, so neither a slow
+//! database nor a slow GitLab delays another schedule's slot. Beside the loop, the lease (`lease`) heartbeats and
+//! hands over the slots of dead replicas; the wall clock is the database's (`Corrected`).
 
+mod fire;
+mod health;
+mod lease;
 mod queue;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,21 +20,28 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Corrected};
 use crate::schedule::Schedule;
-use crate::store::RunStore;
-use crate::trigger::{self, Backoff, Ending, Overrides, Reason, RunResult, Trigger, TriggerRequest};
+use crate::store::{Replica, Run, RunStore, StoreError, TakenOver, owner_name};
+use crate::trigger::{Backoff, Ending, Reason, RunResult, Trigger};
+use fire::{FireContext, InFlight, Slot};
+use health::Health;
+use lease::Lease;
 use queue::{Due, Queue};
 
 /// The longest the loop sleeps: the wall clock is re-read at least this often.
 const RECHECK: Duration = Duration::from_secs(60);
 /// A slot fired within this long of its time counts as on time; later than that, it is a catch-up.
 const ON_TIME: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-/// Slots due this soon are claimed ahead, so that the claim's transaction is done when the slot comes.
+/// Slots due this soon are claimed and marked `sending` ahead, so that the database's work is done when the slot
+/// comes.
 const LEAD: Duration = Duration::from_millis(10);
 /// At most this many missed slots are recorded per schedule at once; older ones are counted in the log only.
 const MAX_MISSED: usize = 10_000;
+/// How long the loop waits at most before it tries again to claim slots the store did not take.
+const CLAIM_RETRY_CAP: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -41,6 +52,8 @@ pub struct Options {
     pub backoff: Backoff,
     /// Print requests instead of sending them, and record nothing.
     pub dry_run: bool,
+    /// A replica whose heartbeat is older than this is dead; it heartbeats every third of it.
+    pub lease: Duration,
 }
 
 impl Default for Options {
@@ -50,6 +63,7 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(25),
             backoff: Backoff::default(),
             dry_run: false,
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -65,19 +79,28 @@ pub struct Fired {
     pub lateness_ms: i64,
 }
 
-/// The slots claimed and not yet finished, so that a shutdown can record them.
-type InFlight = Arc<Mutex<HashSet<(Arc<str>, DateTime<Utc>)>>>;
+/// Slots the store could not take while it was away, to be claimed once it answers.
+#[derive(Default)]
+struct Unclaimed {
+    slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>,
+    /// When to try again, and how long to wait after that.
+    retry_at: Option<DateTime<Utc>>,
+    wait: Duration,
+}
 
 pub struct Scheduler<S, T, C> {
     store: Arc<S>,
     trigger: Arc<T>,
-    clock: Arc<C>,
+    clock: Arc<Corrected<C>>,
     options: Options,
+    replica: Arc<Replica>,
     schedules: HashMap<Arc<str>, Arc<Schedule>>,
     queue: Queue,
     pool: Arc<Semaphore>,
     tasks: JoinSet<()>,
     in_flight: InFlight,
+    health: Arc<Health>,
+    unclaimed: Arc<Mutex<Unclaimed>>,
     fired: Option<mpsc::UnboundedSender<Fired>>,
 }
 
@@ -86,15 +109,24 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         Scheduler {
             store,
             trigger,
-            clock,
+            clock: Arc::new(Corrected::new(clock)),
             pool: Arc::new(Semaphore::new(options.concurrency.max(1))),
             options,
+            replica: Arc::new(Replica::this_process()),
             schedules: HashMap::new(),
             queue: Queue::default(),
             tasks: JoinSet::new(),
             in_flight: Arc::default(),
+            health: Arc::default(),
+            unclaimed: Arc::default(),
             fired: None,
         }
+    }
+
+    /// Runs as this replica instead of one named after the process (tests run several in one process).
+    pub fn as_replica(mut self, replica: Replica) -> Self {
+        self.replica = Arc::new(replica);
+        self
     }
 
     /// Reports every finished slot on this channel (tests and benchmarks listen).
@@ -108,25 +140,53 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         schedules: Vec<Arc<Schedule>>,
         mut reloads: mpsc::Receiver<Vec<Arc<Schedule>>>,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<(), StoreError> {
+        let stop_lease = CancellationToken::new();
+        let (taken_tx, mut taken) = mpsc::unbounded_channel();
+        let lease = match self.options.dry_run {
+            true => None,
+            false => {
+                self.store.register(&self.replica).await?;
+                Some(tokio::spawn(self.lease().keep(taken_tx, stop_lease.clone())))
+            }
+        };
         self.start(schedules).await?;
         tokio::pin!(shutdown);
         loop {
             self.handle_due().await;
+            self.retry_unclaimed().await;
             let wake = self.next_wake();
             tokio::select! {
                 _ = self.clock.wait_until(wake) => {}
                 Some(schedules) = reloads.recv() => self.reload(schedules),
+                Some(dead) = taken.recv() => self.adopt(dead).await,
                 _ = &mut shutdown => break,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
         }
         self.drain().await;
+        stop_lease.cancel();
+        if let Some(lease) = lease {
+            let _ = lease.await;
+            if let Err(error) = self.store.deregister(&self.replica).await {
+                tracing::warn!(%error, "cannot deregister; other replicas take over after the lease");
+            }
+        }
         Ok(())
     }
 
+    fn lease(&self) -> Lease<S, C> {
+        Lease {
+            store: self.store.clone(),
+            replica: self.replica.clone(),
+            lease: self.options.lease,
+            clock: self.clock.clone(),
+            health: self.health.clone(),
+        }
+    }
+
     /// Loads the schedules, catches up what was missed while pipecron was down, and queues each next slot.
-    async fn start(&mut self, schedules: Vec<Arc<Schedule>>) -> Result<(), crate::store::StoreError> {
+    async fn start(&mut self, schedules: Vec<Arc<Schedule>>) -> Result<(), StoreError> {
         let now = self.clock.now();
         let last = if self.options.dry_run { HashMap::new() } else { self.store.last_slots().await? };
         let mut catch_up = Vec::new();
@@ -202,44 +262,30 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         tracing::info!(?added, ?removed, ?changed, "reloaded the schedules");
     }
 
-    /// When to wake, by the wall clock: just before the earliest due slot (to claim it), but no later than a minute
-    /// from now.
+    /// When to wake, by the wall clock: just before the earliest due slot (to claim it), or to claim again what the
+    /// store did not take, but no later than a minute from now.
     fn next_wake(&self) -> DateTime<Utc> {
         let now = self.clock.now();
         let recheck = now + chrono::Duration::from_std(RECHECK).unwrap_or_default();
-        match self.queue.peek() {
-            Some(due) => (due.slot - chrono::Duration::from_std(LEAD).unwrap_or_default()).min(recheck),
-            None => recheck,
-        }
+        let due = self.queue.peek().map(|due| due.slot - chrono::Duration::from_std(LEAD).unwrap_or_default());
+        let retry = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).retry_at;
+        [Some(recheck), due, retry].into_iter().flatten().min().unwrap_or(recheck)
     }
 
     /// Handles every slot due at or before now. Of several due slots of one schedule (after a clock step or a
     /// suspend) only the newest is fired; the others are recorded as missed.
     async fn handle_due(&mut self) {
         let now = self.clock.now();
-        let mut newest: HashMap<Arc<str>, DateTime<Utc>> = HashMap::new();
-        let mut missed = Vec::new();
+        let mut due_now = Vec::new();
         let lead = chrono::Duration::from_std(LEAD).unwrap_or_default();
         while let Some(due) = self.queue.pop_due(now + lead) {
             let Some(schedule) = self.schedules.get(&due.name).cloned() else { continue };
             if let Some(next) = schedule.next_after(due.slot) {
                 self.queue.push(Due::new(&schedule, next.to_utc()));
             }
-            if let Some(older) = newest.insert(due.name.clone(), due.slot) {
-                missed.push((due.name.to_string(), older));
-            }
+            due_now.push((schedule, due.slot, Reason::Schedule));
         }
-        let mut fires = Vec::new();
-        for (name, slot) in newest {
-            let Some(schedule) = self.schedules.get(&name).cloned() else { continue };
-            if now - slot <= ON_TIME {
-                fires.push((schedule, slot, Reason::Schedule));
-            } else if may_catch_up(&schedule, slot, now) {
-                fires.push((schedule, slot, Reason::CatchUp));
-            } else {
-                missed.push((name.to_string(), slot));
-            }
-        }
+        let (fires, missed) = newest_of_each(due_now, now);
         if !missed.is_empty() && !self.options.dry_run {
             tracing::warn!(slots = missed.len(), "the clock jumped past slots; recording them as missed");
             if let Err(error) = self.store.record_missed(missed, now).await {
@@ -249,40 +295,100 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         self.dispatch(fires);
     }
 
-    /// Claims the slots in one transaction and fires the ones this process won, without waiting for either.
+    /// Claims again the slots the store did not take while it was away, once their wait is over. The catch-up
+    /// rule holds as after a restart: per schedule, the newest within `catch_up` is fired, the rest are missed.
+    async fn retry_unclaimed(&mut self) {
+        let now = self.clock.now();
+        let slots = {
+            let mut unclaimed = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+            if unclaimed.retry_at.is_none_or(|at| at > now) {
+                return;
+            }
+            unclaimed.retry_at = None;
+            std::mem::take(&mut unclaimed.slots)
+        };
+        let (fires, missed) = newest_of_each(slots.clone(), now);
+        if !missed.is_empty()
+            && let Err(error) = self.store.record_missed(missed, now).await
+        {
+            self.health.failed("recording missed slots", &error);
+            self.put_back(slots);
+            return;
+        }
+        self.dispatch(fires);
+    }
+
+    fn put_back(&self, slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>) {
+        put_back(&self.unclaimed, slots, self.clock.now());
+    }
+
+    /// Takes the slots a dead replica had claimed and never sent: each is fired if it is still on time or within
+    /// its schedule's catch-up window, and recorded missed otherwise.
+    async fn adopt(&mut self, dead: TakenOver) {
+        let now = self.clock.now();
+        let mut fires = Vec::new();
+        let mut missed: HashMap<String, Vec<_>> = HashMap::new();
+        for Run { schedule: name, slot, reason, .. } in dead.claimed {
+            let schedule = self.schedules.get(name.as_str()).filter(|s| s.enabled).cloned();
+            let why = match (&schedule, reason) {
+                (None, _) => "its replica died before sending, and the schedule is not enabled here",
+                (Some(_), Reason::RunNow) => "run-now died before sending",
+                (Some(s), _) if now - slot <= ON_TIME || may_catch_up(s, slot, now) => {
+                    let reason = if now - slot <= ON_TIME { reason } else { Reason::CatchUp };
+                    fires.push(Slot::new(s.clone(), slot, reason, Duration::ZERO));
+                    continue;
+                }
+                (Some(_), _) => "its replica died before sending, and it is past its catch-up window",
+            };
+            missed.entry(why.to_string()).or_default().push((name, slot));
+        }
+        let owner = self.replica.id.clone();
+        for (why, keys) in missed {
+            tracing::warn!(from = owner_name(&dead.from), slots = keys.len(), "recorded missed: {why}");
+            if let Err(error) = self.store.release_missed(keys, &owner, &why, now).await {
+                tracing::error!(%error, "cannot record missed slots");
+            }
+        }
+        let context = self.context();
+        for slot in fires {
+            self.tasks.spawn(context.clone().fire(slot));
+        }
+    }
+
+    /// Claims the slots in one transaction and fires the ones this replica won, without waiting for either. Slots
+    /// the store does not take (it is away) wait in `unclaimed`: none is fired without a claim.
     fn dispatch(&mut self, fires: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>) {
         if fires.is_empty() {
             return;
         }
         let context = self.context();
-        let (store, dry_run) = (self.store.clone(), self.options.dry_run);
+        let unclaimed = self.unclaimed.clone();
         let jitters: Vec<Duration> = fires.iter().map(|(s, _, _)| jitter(s.jitter)).collect();
         self.tasks.spawn(async move {
-            let keys = fires.iter().map(|(s, slot, reason)| (s.name.to_string(), *slot, *reason)).collect();
-            let claimed = match dry_run {
+            let claimed = match context.dry_run {
                 true => vec![true; fires.len()],
-                false => match store.claim_many(keys, context.clock.now()).await {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot claim slots; they are not fired");
-                        return;
+                false => {
+                    let keys = fires.iter().map(|(s, slot, reason)| (s.name.to_string(), *slot, *reason)).collect();
+                    match context.store.claim_many(keys, &context.replica.id, context.clock.now()).await {
+                        Ok(claimed) => {
+                            context.health.ok();
+                            claimed
+                        }
+                        Err(error) => {
+                            context.health.failed("claiming slots", &error);
+                            put_back(&unclaimed, fires, context.clock.now());
+                            return;
+                        }
                     }
-                },
+                }
             };
-            // The claims and the requests are made up to LEAD ahead; the requests wait for the slot, to the
-            // microsecond.
-            let ready = Slot::won(fires, claimed, jitters);
-            if let Some(first) = ready.iter().map(|slot| slot.at).min() {
-                context.clock.wait_until(first).await;
-            }
             let mut tasks = JoinSet::new();
-            for slot in ready {
-                context
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((slot.schedule.name.clone(), slot.at));
-                tasks.spawn(context.clone().fire(slot));
+            for (((schedule, at, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
+                if won {
+                    tasks.spawn(context.clone().fire(Slot::new(schedule, at, reason, delay)));
+                } else {
+                    tracing::debug!(schedule = %schedule.name, slot = %at, "claimed by another replica");
+                }
             }
             tasks.join_all().await;
         });
@@ -296,13 +402,17 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             pool: self.pool.clone(),
             backoff: self.options.backoff,
             dry_run: self.options.dry_run,
+            replica: self.replica.clone(),
+            health: self.health.clone(),
             in_flight: self.in_flight.clone(),
             fired: self.fired.clone(),
         }
     }
 
-    /// Lets in-flight triggers finish within the grace period, then records the rest as `unknown`.
-    async fn drain(mut self) {
+    /// Lets in-flight triggers finish within the grace period, then records the ones that were `sending` as
+    /// `unknown`. Slots claimed and not yet sent are left `claimed`: once this replica deregisters, the next live
+    /// one (or this one, restarted) fires them.
+    async fn drain(&mut self) {
         let pending = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len();
         tracing::info!(in_flight = pending, grace = ?self.options.shutdown_grace, "shutting down");
         let finished = tokio::time::timeout(self.options.shutdown_grace, async {
@@ -316,11 +426,15 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         while self.tasks.join_next().await.is_some() {}
         let left: Vec<_> = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
         let now = self.clock.now();
-        for (name, slot) in left {
+        for ((name, slot), sending) in left {
+            if !sending {
+                tracing::info!(schedule = %name, %slot, "stopped before sending; left for the next replica to fire");
+                continue;
+            }
             let why = "pipecron stopped before GitLab answered; a pipeline may have been created";
             let result = RunResult::unanswered(Ending::Unknown, Some(why.into()));
             if !self.options.dry_run
-                && let Err(error) = self.store.finish(&name, slot, &result, now).await
+                && let Err(error) = self.store.finish(&name, slot, &result, &self.replica.id, now).await
             {
                 tracing::error!(%error, schedule = %name, %slot, "cannot record an unfinished run");
             }
@@ -329,131 +443,45 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     }
 }
 
-/// A claimed slot, ready to fire: its request is built before the slot comes.
-struct Slot {
-    schedule: Arc<Schedule>,
-    at: DateTime<Utc>,
-    reason: Reason,
-    /// Its jitter.
-    delay: Duration,
-    request: Result<TriggerRequest, crate::trigger::request::RequestError>,
+/// Returns slots the store did not take to `unclaimed`, and sets when to try again, backing off.
+fn put_back(unclaimed: &Mutex<Unclaimed>, slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>, now: DateTime<Utc>) {
+    let mut unclaimed = unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+    unclaimed.slots.extend(slots);
+    unclaimed.wait = (unclaimed.wait * 2).clamp(Duration::from_millis(500), CLAIM_RETRY_CAP);
+    let retry = now + chrono::Duration::from_std(unclaimed.wait).unwrap_or_default();
+    unclaimed.retry_at = Some(unclaimed.retry_at.map_or(retry, |at| at.min(retry)));
 }
 
-impl Slot {
-    /// The slots this process won the claim for, each with its request built.
-    fn won(
-        fires: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>,
-        claimed: Vec<bool>,
-        jitters: Vec<Duration>,
-    ) -> Vec<Slot> {
-        let mut ready = Vec::with_capacity(fires.len());
-        for (((schedule, at, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
-            if !won {
-                tracing::debug!(schedule = %schedule.name, slot = %at, "claimed by another process");
-                continue;
+/// Of each schedule's due slots, the newest is fired (on time, or as a catch-up within its window); the older
+/// ones, and a newest too late to catch up, are missed.
+fn newest_of_each(
+    slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>,
+    now: DateTime<Utc>,
+) -> (Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>, Vec<crate::store::Key>) {
+    let mut newest: HashMap<Arc<str>, (Arc<Schedule>, DateTime<Utc>, Reason)> = HashMap::new();
+    let mut missed = Vec::new();
+    for (schedule, slot, reason) in slots {
+        let name = schedule.name.clone();
+        match newest.get(&name) {
+            Some((_, kept, _)) if *kept >= slot => missed.push((name.to_string(), slot)),
+            _ => {
+                if let Some((_, older, _)) = newest.insert(name.clone(), (schedule, slot, reason)) {
+                    missed.push((name.to_string(), older));
+                }
             }
-            let request = TriggerRequest::new(&schedule, at, reason, &Overrides::default());
-            ready.push(Slot { schedule, at, reason, delay, request });
-        }
-        ready
-    }
-}
-
-/// What a fire task needs, shared with the loop.
-struct FireContext<S, T, C> {
-    store: Arc<S>,
-    trigger: Arc<T>,
-    clock: Arc<C>,
-    pool: Arc<Semaphore>,
-    backoff: Backoff,
-    dry_run: bool,
-    in_flight: InFlight,
-    fired: Option<mpsc::UnboundedSender<Fired>>,
-}
-
-impl<S, T, C> Clone for FireContext<S, T, C> {
-    fn clone(&self) -> Self {
-        FireContext {
-            store: self.store.clone(),
-            trigger: self.trigger.clone(),
-            clock: self.clock.clone(),
-            pool: self.pool.clone(),
-            backoff: self.backoff,
-            dry_run: self.dry_run,
-            in_flight: self.in_flight.clone(),
-            fired: self.fired.clone(),
         }
     }
-}
-
-impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
-    /// Fires one claimed slot: waits out its jitter, takes a place in the pool, sends with retries, records.
-    async fn fire(self, Slot { schedule, at: slot, reason, delay, request }: Slot) {
-        let not_before = slot + chrono::Duration::from_std(delay).unwrap_or_default();
-        if not_before > self.clock.now() {
-            self.clock.wait_until(not_before).await;
-        }
-        let Ok(permit) = self.pool.acquire().await else { return };
-        let started = self.clock.now();
-        let lateness_ms = (started - slot).num_milliseconds() - delay.as_millis() as i64;
-        let result = match request {
-            Ok(request) if self.dry_run => {
-                println!("{}", request.describe());
-                RunResult::unanswered(Ending::Succeeded, None)
-            }
-            Ok(request) => {
-                trigger::fire(&*self.trigger, &request, schedule.retries, self.backoff, |attempt, message, wait| {
-                    tracing::warn!(schedule = %schedule.name, %slot, attempt, error = message, retry_in = ?wait, "retrying");
-                })
-                .await
-            }
-            Err(error) => RunResult::unanswered(Ending::Failed, Some(error.to_string())),
-        };
-        // The pool bounds requests in flight; recording the result does not need a place in it.
-        drop(permit);
-        if !self.dry_run
-            && let Err(error) = self.store.finish(&schedule.name, slot, &result, self.clock.now()).await
-        {
-            tracing::error!(%error, schedule = %schedule.name, %slot, "cannot record the run");
-        }
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&(schedule.name.clone(), slot));
-        log_fire(&schedule.name, slot, reason, &result, lateness_ms, self.dry_run);
-        if let Some(fired) = &self.fired {
-            let _ = fired.send(Fired { schedule: schedule.name.to_string(), slot, reason, result, lateness_ms });
+    let mut fires = Vec::new();
+    for (name, (schedule, slot, reason)) in newest {
+        if now - slot <= ON_TIME {
+            fires.push((schedule, slot, reason));
+        } else if may_catch_up(&schedule, slot, now) {
+            fires.push((schedule, slot, Reason::CatchUp));
+        } else {
+            missed.push((name.to_string(), slot));
         }
     }
-}
-
-/// One line per fire, with everything a person or a log pipeline needs.
-fn log_fire(name: &str, slot: DateTime<Utc>, reason: Reason, result: &RunResult, lateness_ms: i64, dry_run: bool) {
-    let pipeline_id = result.pipeline.as_ref().map(|p| p.id);
-    let url = result.pipeline.as_ref().and_then(|p| p.web_url.as_deref());
-    let outcome = if dry_run { "dry-run" } else { crate::store::RunState::from(result.ending).as_str() };
-    let slot = crate::trigger::request::slot_text(slot);
-    let reason = reason.as_str();
-    match result.ending {
-        Ending::Succeeded => tracing::info!(
-            schedule = name,
-            slot,
-            reason,
-            outcome,
-            pipeline_id,
-            url,
-            attempts = result.attempts,
-            lateness_ms,
-            "fired"
-        ),
-        _ => tracing::warn!(
-            schedule = name,
-            slot,
-            reason,
-            outcome,
-            attempts = result.attempts,
-            lateness_ms,
-            error = result.error.as_deref().unwrap_or_default(),
-            "fire failed"
-        ),
-    }
+    (fires, missed)
 }
 
 /// The slots of `schedule` after `last` and up to `now`: the newest, and the `MAX_MISSED` before it. A schedule far

@@ -10,7 +10,7 @@ use super::*;
 use crate::clock::TokioClock;
 use crate::config::diag::{Reporter, Scope};
 use crate::store::{RunState, SqliteStore};
-use crate::trigger::{Attempt, Pipeline};
+use crate::trigger::{Attempt, Pipeline, TriggerRequest};
 
 /// Answers every request with a new pipeline (or hangs), noting what was sent and when.
 #[derive(Default)]
@@ -77,7 +77,9 @@ impl Harness {
         let dir = tempfile::tempdir().expect("a temp dir");
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).expect("opens"));
         for (name, slot) in seed {
-            assert!(store.claim(name, *slot, Reason::Schedule, *slot).await.expect("claims"));
+            assert!(store.claim(name, *slot, Reason::Schedule, "seed", *slot).await.expect("claims"));
+            let done = RunResult { ending: Ending::Succeeded, ..RunResult::unanswered(Ending::Succeeded, None) };
+            assert!(store.finish(name, *slot, &done, "seed", *slot).await.expect("finishes"));
         }
         let clock = Arc::new(TokioClock::starting_at(start_time()));
         let trigger = Arc::new(trigger);

@@ -2,16 +2,26 @@
 //! from being fired twice.
 //!
 //! A slot is claimed by an INSERT that fails when the row exists, before any request is sent; whoever inserts it
-//! owns it, whether that is the daemon, `run-now`, or another process on the same database. The SQL is plain enough
-//! to run on SQLite and PostgreSQL alike. No token is ever stored.
+//! owns it, whether that is a daemon, `run-now`, or another replica on the same database. A row then moves, only
+//! by its owner, from `claimed` to `sending` (just before the request goes out) to how it ended. Each process
+//! registers as a replica and heartbeats; a live replica takes over the unfinished rows of a dead one: `claimed`
+//! rows were provably never sent and are fired again, `sending` rows may have reached GitLab and become `unknown`.
+//! No token is ever stored.
 
+mod location;
+mod postgres;
+mod postgres_tls;
+mod schema;
 mod sqlite;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+pub use location::StateLocation;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::trigger::{Ending, Pipeline, Reason, RunResult};
@@ -19,8 +29,10 @@ use crate::trigger::{Ending, Pipeline, Reason, RunResult};
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
-    /// Claimed and being fired.
+    /// Claimed; its request has not gone out.
     Claimed,
+    /// Its request is going out, or has: only the owner may record how it ended.
+    Sending,
     Succeeded,
     Failed,
     /// A request may have reached GitLab, but no answer came.
@@ -30,12 +42,19 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 5] =
-        [RunState::Claimed, RunState::Succeeded, RunState::Failed, RunState::Unknown, RunState::Missed];
+    pub const ALL: [RunState; 6] = [
+        RunState::Claimed,
+        RunState::Sending,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Unknown,
+        RunState::Missed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Claimed => "claimed",
+            RunState::Sending => "sending",
             RunState::Succeeded => "succeeded",
             RunState::Failed => "failed",
             RunState::Unknown => "unknown",
@@ -71,6 +90,55 @@ pub struct Run {
     pub http_status: Option<u16>,
     pub pipeline: Option<Pipeline>,
     pub error: Option<String>,
+    /// The replica that claimed it (a replica id; `owner_name` shows it as HOST:PID).
+    pub owner: Option<String>,
+}
+
+/// A process that claims slots: a daemon, or a `run-now`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// `HOST:PID:NONCE`: unique even when a container restarts as PID 1 on the same host name.
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Replica {
+    pub fn this_process() -> Replica {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let pid = std::process::id();
+        let nonce: u32 = rand::random();
+        Replica { id: format!("{host}:{pid}:{nonce:08x}"), host, pid }
+    }
+}
+
+/// A replica id as people read it: HOST:PID.
+pub fn owner_name(id: &str) -> &str {
+    id.rsplit_once(':').map_or(id, |(name, _)| name)
+}
+
+/// A registered replica, as `status` and `migrate-state` see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaRow {
+    pub id: String,
+    pub version: String,
+    pub started: DateTime<Utc>,
+    pub heartbeat: DateTime<Utc>,
+}
+
+/// What a takeover of one dead replica found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakenOver {
+    /// The dead replica's id.
+    pub from: String,
+    /// Its `claimed` rows, never sent, now owned by the replica that took them over.
+    pub claimed: Vec<Run>,
+    /// How many of its `sending` rows were recorded `unknown`.
+    pub unknown: usize,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -79,50 +147,74 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("the state database: {0}")]
     Query(String),
+    #[error("the state database {location} is unreachable: {reason}")]
+    Unreachable { location: String, reason: String },
     #[error(
         "the state database was written by a newer pipecron (schema {found}, this one knows {known}); upgrade pipecron"
     )]
     TooNew { found: i64, known: i64 },
 }
 
+/// A slot's key: (schedule, slot).
+pub type Key = (String, DateTime<Utc>);
+
 /// The run history. Each call is one committed transaction.
 pub trait RunStore: Send + Sync {
-    /// Claims a slot. `Ok(false)`: someone already has it, so it must not be fired.
+    /// Claims many slots in one transaction for `owner`; `true` for each slot this call now owns.
+    fn claim_many(
+        &self,
+        slots: Vec<(String, DateTime<Utc>, Reason)>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Claims one slot. `Ok(false)`: someone already has it, so it must not be fired.
     fn claim(
         &self,
         schedule: &str,
         slot: DateTime<Utc>,
         reason: Reason,
+        owner: &str,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let claimed = self.claim_many(vec![(schedule.to_string(), slot, reason)], owner, now);
+        async move { Ok(claimed.await?.first().copied().unwrap_or(false)) }
+    }
 
-    /// Claims many slots in one transaction; `true` for each slot this call now owns.
-    fn claim_many(
+    /// Moves `owner`'s `claimed` rows to `sending`, in one statement; `false` for a row it no longer owns (taken
+    /// over), whose request must then not be sent.
+    fn start_sending(
         &self,
-        slots: Vec<(String, DateTime<Utc>, Reason)>,
-        now: DateTime<Utc>,
+        keys: Vec<Key>,
+        owner: &str,
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
-    /// Records slots that passed while pipecron was down and were too old to catch up. A slot that already has a
-    /// row keeps it.
-    fn record_missed(
-        &self,
-        slots: Vec<(String, DateTime<Utc>)>,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The newest slot the schedule itself produced (fired, caught up or missed; not `run-now`), per schedule:
-    /// where catch-up starts counting.
-    fn last_slots(&self) -> impl Future<Output = Result<HashMap<String, DateTime<Utc>>, StoreError>> + Send;
-
-    /// Records how a claimed run ended.
+    /// Records how a run ended; `Ok(false)` if `owner` no longer owns it (it was taken over).
     fn finish(
         &self,
         schedule: &str,
         slot: DateTime<Utc>,
         result: &RunResult,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records `owner`'s `claimed` rows as `missed`, with why: slots taken over too late to fire.
+    fn release_missed(
+        &self,
+        keys: Vec<Key>,
+        owner: &str,
+        why: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records slots that passed while pipecron was down and were too old to catch up. A slot that already has a
+    /// row keeps it: another replica may have fired it.
+    fn record_missed(&self, slots: Vec<Key>, now: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest slot the schedule itself produced (fired, caught up or missed; not `run-now`), per schedule:
+    /// where catch-up starts counting.
+    fn last_slots(&self) -> impl Future<Output = Result<HashMap<String, DateTime<Utc>>, StoreError>> + Send;
 
     /// The newest run of each schedule.
     fn last_runs(&self) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
@@ -133,4 +225,191 @@ pub trait RunStore: Send + Sync {
         schedule: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
+
+    /// Registers a replica, or renews it; its heartbeat is the database's now.
+    fn register(&self, replica: &Replica) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Renews a replica's heartbeat. `Ok(false)`: others had presumed it dead and removed it; it is registered
+    /// anew, and its unfinished rows are no longer its own.
+    fn heartbeat(&self, replica: &Replica) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes a replica that stops: its `claimed` rows are taken over at once by the next live replica.
+    fn deregister(&self, replica: &Replica) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes over the unfinished rows of every replica whose heartbeat is older than `lease` (or, on SQLite,
+    /// whose process has gone from this host): `claimed` rows become `me`'s, `sending` rows become `unknown`.
+    fn take_over(
+        &self,
+        me: &Replica,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Vec<TakenOver>, StoreError>> + Send;
+
+    /// The replicas whose heartbeat is within `lease`.
+    fn live_replicas(&self, lease: Duration) -> impl Future<Output = Result<Vec<ReplicaRow>, StoreError>> + Send;
+
+    /// The database's own clock, read as close to the call as can be; `None` when it is this host's clock.
+    fn clock(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Up to `limit` rows after `after` in (slot, schedule) order, as they are: for copying a history.
+    fn export(
+        &self,
+        after: Option<Key>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
+
+    /// Inserts rows as they are, keeping any existing row; the number inserted.
+    fn import(&self, runs: Vec<Run>) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// How many rows the history holds.
+    fn count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// A store of either kind, as `--state` names it.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Opens the store `--state` names: a file path is SQLite, a `postgres://` URL is PostgreSQL. The schema is created
+/// or migrated.
+pub async fn open(location: &StateLocation) -> Result<Store, StoreError> {
+    match location {
+        StateLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path)?)),
+        StateLocation::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url).await?)),
+    }
+}
+
+/// Runs the same call on whichever store this is.
+macro_rules! each {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($store) => $call.await,
+            Store::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl RunStore for Store {
+    async fn claim_many(
+        &self,
+        slots: Vec<(String, DateTime<Utc>, Reason)>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        each!(self, s => s.claim_many(slots, owner, now))
+    }
+
+    async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
+        each!(self, s => s.start_sending(keys, owner))
+    }
+
+    async fn finish(
+        &self,
+        schedule: &str,
+        slot: DateTime<Utc>,
+        result: &RunResult,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.finish(schedule, slot, result, owner, now))
+    }
+
+    async fn release_missed(
+        &self,
+        keys: Vec<Key>,
+        owner: &str,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.release_missed(keys, owner, why, now))
+    }
+
+    async fn record_missed(&self, slots: Vec<Key>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        each!(self, s => s.record_missed(slots, now))
+    }
+
+    async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        each!(self, s => s.last_slots())
+    }
+
+    async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
+        each!(self, s => s.last_runs())
+    }
+
+    async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        each!(self, s => s.history(schedule, limit))
+    }
+
+    async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
+        each!(self, s => s.register(replica))
+    }
+
+    async fn heartbeat(&self, replica: &Replica) -> Result<bool, StoreError> {
+        each!(self, s => s.heartbeat(replica))
+    }
+
+    async fn deregister(&self, replica: &Replica) -> Result<(), StoreError> {
+        each!(self, s => s.deregister(replica))
+    }
+
+    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
+        each!(self, s => s.take_over(me, lease))
+    }
+
+    async fn live_replicas(&self, lease: Duration) -> Result<Vec<ReplicaRow>, StoreError> {
+        each!(self, s => s.live_replicas(lease))
+    }
+
+    async fn clock(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        each!(self, s => s.clock())
+    }
+
+    async fn export(&self, after: Option<Key>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        each!(self, s => s.export(after, limit))
+    }
+
+    async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {
+        each!(self, s => s.import(runs))
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        each!(self, s => s.count())
+    }
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn instant(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The lease of a replica unless `--lease` says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// How long the result batches gather before they are written.
+const GATHER: Duration = Duration::from_millis(10);
+/// At most this many rows share one statement or transaction.
+const BATCH: usize = 1000;
+
+/// A run's result on its way to a store's writer.
+struct Finish {
+    key: Key,
+    result: RunResult,
+    owner: String,
+    now: DateTime<Utc>,
+}
+
+/// Answers every item of a batch: its own answer, or the batch's one error.
+fn each_answer<T: Clone>(written: Result<Vec<T>, StoreError>, len: usize) -> Vec<Result<T, StoreError>> {
+    match written {
+        Ok(each) => each.into_iter().map(Ok).collect(),
+        Err(error) => vec![Err(error); len],
+    }
 }

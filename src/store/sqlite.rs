@@ -3,120 +3,37 @@
 //! WAL mode lets readers (`status`, `history`) and a writer work at once, and the busy timeout lets `run-now` and
 //! the daemon take turns writing. With `synchronous=NORMAL` a committed transaction survives kill -9 (WAL keeps it
 //! consistent; only a power loss may drop the last commits). rusqlite is blocking, so each call runs on tokio's
-//! blocking pool.
-
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+//! blocking pool. All processes share this host's clock, and a replica whose process has gone from this host is
+//! dead at once: a restart after kill -9 takes over its rows without waiting out the lease.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, params};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::{Run, RunState, RunStore, StoreError};
+use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
+use super::{
+    BATCH, Finish, GATHER, Key, each_answer, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, instant, lease_millis,
+    millis,
+};
+use crate::batch::Batcher;
 use crate::trigger::{Pipeline, Reason, RunResult};
-
-/// Each entry brings the schema from version i to i+1. Append only; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
-        schedule        TEXT    NOT NULL,
-        slot            BIGINT  NOT NULL,
-        reason          TEXT    NOT NULL,
-        state           TEXT    NOT NULL,
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        started_at      BIGINT,
-        finished_at     BIGINT,
-        http_status     INTEGER,
-        pipeline_id     BIGINT,
-        pipeline_iid    BIGINT,
-        pipeline_status TEXT,
-        web_url         TEXT,
-        error           TEXT,
-        PRIMARY KEY (schedule, slot)
-    );
-    CREATE INDEX runs_by_slot ON runs (slot);"];
-
-const COLUMNS: &str = "schedule, slot, reason, state, attempts, started_at, finished_at, http_status, \
-                       pipeline_id, pipeline_iid, pipeline_status, web_url, error";
 
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
-    /// Results to record, written by one task in group commits: under a burst, one transaction records many runs,
-    /// and each `finish` still returns only once its row is committed. Started by the first `finish`, on the
-    /// runtime that calls it.
-    finishes: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Finish>>>,
+    /// `claimed` → `sending`, for every slot that queued up while the last statement ran.
+    sending: Arc<OnceLock<Batcher<(Vec<Key>, String), Result<Vec<bool>, StoreError>>>>,
+    /// Results, group-committed: under a burst one transaction records many runs, and each `finish` still returns
+    /// only once its row is committed.
+    finishes: Arc<OnceLock<Batcher<Finish, Result<bool, StoreError>>>>,
 }
 
-/// A run's result on its way to the writer thread.
-struct Finish {
-    schedule: String,
-    slot: DateTime<Utc>,
-    result: RunResult,
-    now: DateTime<Utc>,
-    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// At most this many results share one transaction.
-const GROUP_COMMIT: usize = 1000;
-/// How long the writer gathers results before it commits them.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Takes results as they come and commits whatever has queued up meanwhile in one transaction.
-fn spawn_writer(connection: Arc<Mutex<Connection>>) -> tokio::sync::mpsc::UnboundedSender<Finish> {
-    let (finishes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Finish>();
-    tokio::spawn(async move {
-        while let Some(first) = queue.recv().await {
-            // More results follow under a burst: gathering them a moment makes one transaction, and one wake of a
-            // blocking thread, where there would be dozens, each taking the CPU from the slots still to be sent.
-            tokio::time::sleep(GATHER).await;
-            let mut batch = vec![first];
-            while batch.len() < GROUP_COMMIT
-                && let Ok(next) = queue.try_recv()
-            {
-                batch.push(next);
-            }
-            let connection = connection.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-                let written = update_many(&mut connection, &batch).map_err(|e| StoreError::Query(e.to_string()));
-                (batch, written)
-            })
-            .await;
-            let Ok((batch, written)) = written else { continue };
-            for finish in batch {
-                let _ = finish.done.send(written.clone());
-            }
-        }
-    });
-    finishes
-}
-
-fn update_many(c: &mut Connection, batch: &[Finish]) -> rusqlite::Result<()> {
-    let transaction = c.transaction()?;
-    {
-        let mut statement = transaction.prepare_cached(
-            "UPDATE runs SET state = $1, attempts = $2, finished_at = $3, http_status = $4, pipeline_id = $5,
-                    pipeline_iid = $6, pipeline_status = $7, web_url = $8, error = $9
-             WHERE schedule = $10 AND slot = $11",
-        )?;
-        for Finish { schedule, slot, result, now, .. } in batch {
-            let pipeline = result.pipeline.as_ref();
-            statement.execute(params![
-                RunState::from(result.ending).as_str(),
-                result.attempts,
-                millis(*now),
-                result.http_status,
-                pipeline.map(|p| p.id as i64),
-                pipeline.and_then(|p| p.iid).map(|i| i as i64),
-                pipeline.map(|p| p.status.clone()),
-                pipeline.and_then(|p| p.web_url.clone()),
-                result.error,
-                schedule,
-                millis(*slot),
-            ])?;
-        }
-    }
-    transaction.commit()
+fn query_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Query(e.to_string())
 }
 
 impl SqliteStore {
@@ -126,14 +43,18 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
         }
-        let connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        let mut connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
         connection
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .and_then(|_| connection.pragma_update(None, "journal_mode", "WAL"))
+            .busy_timeout(Duration::from_secs(10))
+            .and_then(|_| wal(&connection))
             .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
             .map_err(|e| open_error(e.to_string()))?;
-        migrate(&connection)?;
-        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)), finishes: Arc::default() })
+        migrate(&mut connection)?;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+            sending: Arc::default(),
+            finishes: Arc::default(),
+        })
     }
 
     /// Runs `work` on the blocking pool with the connection.
@@ -141,37 +62,59 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut connection).map_err(|e| StoreError::Query(e.to_string()))
-        })
-        .await
-        .map_err(|e| StoreError::Query(e.to_string()))?
+        run_blocking(self.connection.clone(), work).await
     }
 }
 
-fn migrate(connection: &Connection) -> Result<(), StoreError> {
-    let query = |e: rusqlite::Error| StoreError::Query(e.to_string());
-    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(query)?;
+async fn run_blocking<T: Send + 'static>(
+    connection: Arc<Mutex<Connection>>,
+    work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&mut connection).map_err(query_error)
+    })
+    .await
+    .map_err(|e| StoreError::Query(e.to_string()))?
+}
+
+/// Turns on WAL. Several processes opening a new file at once may find it locked for a moment, which the busy
+/// handler does not cover for this pragma.
+fn wal(connection: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        match connection.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Brings the schema up to date in one write transaction, reading the version again inside it: of several
+/// processes starting on a new file at once, the first migrates and the others find it done.
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;
-    if version > known {
-        return Err(StoreError::TooNew { found: version, known });
+    let version = |c: &Connection| c.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0));
+    let found = version(connection).map_err(query_error)?;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        // One transaction per step: a crash leaves the schema at a version, never between two.
-        let step = format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;", index + 1);
-        connection.execute_batch(&step).map_err(query)?;
+    if found == known {
+        return Ok(());
     }
-    Ok(())
-}
-
-fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn instant(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_error)?;
+    let found = version(&transaction).map_err(query_error)?;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for sql in MIGRATIONS.iter().skip(found as usize) {
+        transaction.execute_batch(sql).map_err(query_error)?;
+    }
+    transaction.pragma_update(None, "user_version", known).map_err(query_error)?;
+    transaction.commit().map_err(query_error)
 }
 
 fn read_run(row: &rusqlite::Row) -> rusqlite::Result<Run> {
@@ -197,6 +140,7 @@ fn read_run(row: &rusqlite::Row) -> rusqlite::Result<Run> {
             None => None,
         },
         error: row.get(12)?,
+        owner: row.get(13)?,
     })
 }
 
@@ -205,18 +149,19 @@ fn insert_many(
     c: &mut Connection,
     rows: &[(String, DateTime<Utc>, Reason)],
     state: RunState,
+    owner: Option<&str>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<bool>> {
     let transaction = c.transaction()?;
     let mut inserted = Vec::with_capacity(rows.len());
     {
         let mut statement = transaction.prepare_cached(
-            "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at)
-             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at, owner)
+             VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT DO NOTHING",
         )?;
         for (schedule, slot, reason) in rows {
             let started = (state == RunState::Claimed).then(|| millis(now));
-            let row = params![schedule, millis(*slot), reason.as_str(), state.as_str(), started];
+            let row = params![schedule, millis(*slot), reason.as_str(), state.as_str(), started, owner];
             inserted.push(statement.execute(row)? == 1);
         }
     }
@@ -224,29 +169,198 @@ fn insert_many(
     Ok(inserted)
 }
 
-impl RunStore for SqliteStore {
-    async fn claim(
-        &self,
-        schedule: &str,
-        slot: DateTime<Utc>,
-        reason: Reason,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let claimed = self.claim_many(vec![(schedule.to_string(), slot, reason)], now).await?;
-        Ok(claimed.first().copied().unwrap_or(false))
+fn start_sending(c: &mut Connection, batch: &[(Vec<Key>, String)]) -> rusqlite::Result<Vec<Vec<bool>>> {
+    let transaction = c.transaction()?;
+    let mut moved = Vec::with_capacity(batch.len());
+    {
+        let mut statement = transaction.prepare_cached(
+            "UPDATE runs SET state = 'sending' WHERE schedule = $1 AND slot = $2 AND owner = $3 AND state = 'claimed'",
+        )?;
+        for (keys, owner) in batch {
+            let mut each = Vec::with_capacity(keys.len());
+            for (schedule, slot) in keys {
+                each.push(statement.execute(params![schedule, millis(*slot), owner])? == 1);
+            }
+            moved.push(each);
+        }
     }
+    transaction.commit()?;
+    Ok(moved)
+}
 
+fn finish_many(c: &mut Connection, batch: &[Finish]) -> rusqlite::Result<Vec<bool>> {
+    let transaction = c.transaction()?;
+    let mut recorded = Vec::with_capacity(batch.len());
+    {
+        let mut statement = transaction.prepare_cached(
+            "UPDATE runs SET state = $1, attempts = $2, finished_at = $3, http_status = $4, pipeline_id = $5,
+                    pipeline_iid = $6, pipeline_status = $7, web_url = $8, error = $9
+             WHERE schedule = $10 AND slot = $11 AND owner = $12 AND state IN ('claimed', 'sending')",
+        )?;
+        for Finish { key: (schedule, slot), result, owner, now } in batch {
+            let pipeline = result.pipeline.as_ref();
+            let changed = statement.execute(params![
+                RunState::from(result.ending).as_str(),
+                result.attempts,
+                millis(*now),
+                result.http_status,
+                pipeline.map(|p| p.id as i64),
+                pipeline.and_then(|p| p.iid).map(|i| i as i64),
+                pipeline.map(|p| p.status.clone()),
+                pipeline.and_then(|p| p.web_url.clone()),
+                result.error,
+                schedule,
+                millis(*slot),
+                owner,
+            ])?;
+            recorded.push(changed == 1);
+        }
+    }
+    transaction.commit()?;
+    Ok(recorded)
+}
+
+/// True unless the process is certainly gone from this host.
+fn pid_alive(pid: i64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+}
+
+fn take_over(c: &mut Connection, me: &Replica, lease: Duration) -> rusqlite::Result<Vec<TakenOver>> {
+    let now = millis(Utc::now());
+    let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let gone: Vec<String> = {
+        let mut statement = transaction.prepare_cached("SELECT id, pid FROM replicas WHERE host = $1 AND id <> $2")?;
+        let rows = statement.query_map(params![me.host, me.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.filter_map(Result::ok).filter(|(_, pid)| !pid_alive(*pid)).map(|(id, _)| id).collect()
+    };
+    for id in gone {
+        transaction.execute("DELETE FROM replicas WHERE id = $1", params![id])?;
+    }
+    let owners: Vec<String> = {
+        let mut statement = transaction.prepare_cached(
+            "SELECT DISTINCT owner FROM runs WHERE state IN ('claimed', 'sending') AND owner <> $1
+             AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2)",
+        )?;
+        statement.query_map(params![me.id, now - lease_millis(lease)], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    let mut taken = Vec::new();
+    for owner in owners {
+        let unknown = transaction.execute(
+            "UPDATE runs SET state = 'unknown', finished_at = $1, error = $2 WHERE owner = $3 AND state = 'sending'",
+            params![now, died_while_sending(&owner), owner],
+        )?;
+        let sql = format!("UPDATE runs SET owner = $1 WHERE owner = $2 AND state = 'claimed' RETURNING {COLUMNS}");
+        let claimed = transaction.prepare(&sql)?.query_map(params![me.id, owner], read_run)?.collect::<Result<_, _>>()?;
+        taken.push(TakenOver { from: owner, claimed, unknown });
+    }
+    transaction.execute("DELETE FROM replicas WHERE heartbeat < $1 AND id <> $2", params![now - lease_millis(lease), me.id])?;
+    transaction.commit()?;
+    Ok(taken)
+}
+
+fn import(c: &mut Connection, runs: &[Run]) -> rusqlite::Result<usize> {
+    let transaction = c.transaction()?;
+    let mut inserted = 0;
+    {
+        let mut statement = transaction.prepare_cached(&format!(
+            "INSERT INTO runs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT DO NOTHING"
+        ))?;
+        for run in runs {
+            let pipeline = run.pipeline.as_ref();
+            inserted += statement.execute(params![
+                run.schedule,
+                millis(run.slot),
+                run.reason.as_str(),
+                run.state.as_str(),
+                run.attempts,
+                run.started_at.map(millis),
+                run.finished_at.map(millis),
+                run.http_status,
+                pipeline.map(|p| p.id as i64),
+                pipeline.and_then(|p| p.iid).map(|i| i as i64),
+                pipeline.map(|p| p.status.clone()),
+                pipeline.and_then(|p| p.web_url.clone()),
+                run.error,
+                run.owner,
+            ])?;
+        }
+    }
+    transaction.commit()?;
+    Ok(inserted)
+}
+
+impl RunStore for SqliteStore {
     async fn claim_many(
         &self,
         slots: Vec<(String, DateTime<Utc>, Reason)>,
+        owner: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        self.with(move |c| insert_many(c, &slots, RunState::Claimed, now)).await
+        let owner = owner.to_string();
+        self.with(move |c| insert_many(c, &slots, RunState::Claimed, Some(&owner), now)).await
     }
 
-    async fn record_missed(&self, slots: Vec<(String, DateTime<Utc>)>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
+        let sending = self.sending.get_or_init(|| {
+            let connection = self.connection.clone();
+            Batcher::spawn(Duration::ZERO, BATCH, move |batch: Vec<(Vec<Key>, String)>| {
+                let len = batch.len();
+                let written = run_blocking(connection.clone(), move |c| start_sending(c, &batch));
+                async move { each_answer(written.await, len) }
+            })
+        });
+        let answer = sending.submit((keys, owner.to_string())).await;
+        answer.unwrap_or_else(|| Err(StoreError::Query("the store has stopped".into())))
+    }
+
+    async fn finish(
+        &self,
+        schedule: &str,
+        slot: DateTime<Utc>,
+        result: &RunResult,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let finishes = self.finishes.get_or_init(|| {
+            let connection = self.connection.clone();
+            Batcher::spawn(GATHER, BATCH, move |batch: Vec<Finish>| {
+                let len = batch.len();
+                let written = run_blocking(connection.clone(), move |c| finish_many(c, &batch));
+                async move { each_answer(written.await, len) }
+            })
+        });
+        let finish =
+            Finish { key: (schedule.to_string(), slot), result: result.clone(), owner: owner.to_string(), now };
+        finishes.submit(finish).await.unwrap_or_else(|| Err(StoreError::Query("the history writer has stopped".into())))
+    }
+
+    async fn release_missed(
+        &self,
+        keys: Vec<Key>,
+        owner: &str,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (owner, why) = (owner.to_string(), why.to_string());
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            for (schedule, slot) in keys {
+                transaction.execute(
+                    "UPDATE runs SET state = 'missed', finished_at = $1, error = $2
+                     WHERE schedule = $3 AND slot = $4 AND owner = $5 AND state = 'claimed'",
+                    params![millis(now), why, schedule, millis(slot), owner],
+                )?;
+            }
+            transaction.commit()
+        })
+        .await
+    }
+
+    async fn record_missed(&self, slots: Vec<Key>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let rows: Vec<_> = slots.into_iter().map(|(name, slot)| (name, slot, Reason::Schedule)).collect();
-        self.with(move |c| insert_many(c, &rows, RunState::Missed, now).map(drop)).await
+        self.with(move |c| insert_many(c, &rows, RunState::Missed, None, now).map(drop)).await
     }
 
     async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
@@ -256,20 +370,6 @@ impl RunStore for SqliteStore {
             statement.query_map([], |row| Ok((row.get::<_, String>(0)?, instant(row.get(1)?))))?.collect()
         })
         .await
-    }
-
-    async fn finish(
-        &self,
-        schedule: &str,
-        slot: DateTime<Utc>,
-        result: &RunResult,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (done, committed) = tokio::sync::oneshot::channel();
-        let finish = Finish { schedule: schedule.to_string(), slot, result: result.clone(), now, done };
-        let finishes = self.finishes.get_or_init(|| spawn_writer(self.connection.clone()));
-        finishes.send(finish).map_err(|_| StoreError::Query("the history writer has stopped".into()))?;
-        committed.await.map_err(|_| StoreError::Query("the history writer has stopped".into()))?
     }
 
     async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
@@ -286,91 +386,114 @@ impl RunStore for SqliteStore {
 
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
         let schedule = schedule.map(str::to_string);
-        self.with(move |c| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) ORDER BY slot DESC, schedule LIMIT $2"
-            );
-            let mut statement = c.prepare(&sql)?;
-            statement.query_map(params![schedule, limit as i64], read_run)?.collect()
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| match schedule {
+            // Two statements, not one with an OR: each then walks an index.
+            Some(name) => {
+                let sql = format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 ORDER BY slot DESC LIMIT $2");
+                c.prepare(&sql)?.query_map(params![name, limit], read_run)?.collect()
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
+                c.prepare(&sql)?.query_map(params![limit], read_run)?.collect()
+            }
         })
         .await
     }
+
+    async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
+        let replica = replica.clone();
+        self.with(move |c| {
+            let now = millis(Utc::now());
+            c.execute(
+                "INSERT INTO replicas (id, host, pid, version, started, heartbeat) VALUES ($1, $2, $3, $4, $5, $5)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
+                params![replica.id, replica.host, replica.pid, env!("CARGO_PKG_VERSION"), now],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, replica: &Replica) -> Result<bool, StoreError> {
+        let id = replica.id.clone();
+        let renewed = self
+            .with(move |c| {
+                c.execute("UPDATE replicas SET heartbeat = $1 WHERE id = $2", params![millis(Utc::now()), id])
+            })
+            .await?;
+        if renewed == 0 {
+            self.register(replica).await?;
+        }
+        Ok(renewed == 1)
+    }
+
+    async fn deregister(&self, replica: &Replica) -> Result<(), StoreError> {
+        let id = replica.id.clone();
+        self.with(move |c| c.execute("DELETE FROM replicas WHERE id = $1", params![id]).map(drop)).await
+    }
+
+    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
+        let me = me.clone();
+        self.with(move |c| take_over(c, &me, lease)).await
+    }
+
+    async fn live_replicas(&self, lease: Duration) -> Result<Vec<ReplicaRow>, StoreError> {
+        self.with(move |c| {
+            let since = millis(Utc::now()) - lease_millis(lease);
+            let mut statement = c.prepare(
+                "SELECT id, version, started, heartbeat FROM replicas WHERE heartbeat >= $1 ORDER BY started",
+            )?;
+            let rows = statement.query_map(params![since], |r| {
+                Ok(ReplicaRow {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    started: instant(r.get(2)?),
+                    heartbeat: instant(r.get(3)?),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn clock(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
+    }
+
+    async fn export(&self, after: Option<Key>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let (schedule, slot) = after.map_or((String::new(), i64::MIN), |(s, t)| (s, millis(t)));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM runs WHERE slot > $1 OR (slot = $1 AND schedule > $2)
+                 ORDER BY slot, schedule LIMIT $3"
+            );
+            c.prepare(&sql)?.query_map(params![slot, schedule, limit], read_run)?.collect()
+        })
+        .await
+    }
+
+    async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {
+        self.with(move |c| import(c, &runs)).await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as u64))
+            .await
+    }
+}
+
+/// The schema version of a SQLite file, for tests of migrations.
+#[cfg(test)]
+fn schema_version(path: &Path) -> Option<i64> {
+    let connection = Connection::open(path).ok()?;
+    connection.pragma_query_value(None, "user_version", |r| r.get(0)).ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
-
     use super::*;
-    use crate::trigger::{Ending, RunResult};
-
-    fn at(hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 24, hour, 30, 0).single().expect("valid")
-    }
-
-    fn succeeded(id: u64) -> RunResult {
-        RunResult {
-            ending: Ending::Succeeded,
-            attempts: 2,
-            http_status: Some(201),
-            pipeline: Some(Pipeline {
-                id,
-                iid: Some(4),
-                status: "created".into(),
-                web_url: Some("https://x/p".into()),
-            }),
-            error: None,
-            retries_exhausted: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_slot_is_claimed_once_even_across_connections() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let path = dir.path().join("state/pipecron.db");
-        let (first, second) = (SqliteStore::open(&path).expect("opens"), SqliteStore::open(&path).expect("opens"));
-        assert!(first.claim("nightly", at(0), Reason::Schedule, at(0)).await.expect("claims"));
-        assert!(!second.claim("nightly", at(0), Reason::RunNow, at(0)).await.expect("answers"));
-        assert!(second.claim("nightly", at(1), Reason::RunNow, at(1)).await.expect("claims"));
-        assert!(second.claim("other", at(0), Reason::Schedule, at(0)).await.expect("claims"));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn many_claimants_race_and_exactly_one_wins() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let path = dir.path().join("pipecron.db");
-        let stores: Vec<SqliteStore> = (0..8).map(|_| SqliteStore::open(&path).expect("opens")).collect();
-        let claims: Vec<_> = stores
-            .into_iter()
-            .map(|store| tokio::spawn(async move { store.claim("nightly", at(3), Reason::Schedule, at(3)).await }))
-            .collect();
-        let mut won = 0;
-        for claim in claims {
-            won += usize::from(claim.await.expect("joins").expect("answers"));
-        }
-        assert_eq!(won, 1);
-    }
-
-    #[tokio::test]
-    async fn finished_runs_are_listed_newest_first() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let store = SqliteStore::open(&dir.path().join("pipecron.db")).expect("opens");
-        for (hour, name) in [(0, "nightly"), (1, "other"), (2, "nightly")] {
-            assert!(store.claim(name, at(hour), Reason::Schedule, at(hour)).await.expect("claims"));
-            store.finish(name, at(hour), &succeeded(100 + u64::from(hour)), at(hour)).await.expect("finishes");
-        }
-        let all = store.history(None, 10).await.expect("reads");
-        let order: Vec<(&str, u64)> =
-            all.iter().map(|r| (r.schedule.as_str(), r.pipeline.as_ref().map_or(0, |p| p.id))).collect();
-        assert_eq!(order, [("nightly", 102), ("other", 101), ("nightly", 100)]);
-        assert_eq!(all[0].state, RunState::Succeeded);
-        assert_eq!(all[0].attempts, 2);
-        assert_eq!(all[0].http_status, Some(201));
-        assert_eq!(store.history(Some("nightly"), 1).await.expect("reads").len(), 1);
-        let last = store.last_runs().await.expect("reads");
-        let last: Vec<(&str, DateTime<Utc>)> = last.iter().map(|r| (r.schedule.as_str(), r.slot)).collect();
-        assert_eq!(last, [("nightly", at(2)), ("other", at(1))]);
-    }
 
     #[test]
     fn reopening_keeps_the_schema_and_a_newer_schema_is_refused() {
@@ -378,9 +501,34 @@ mod tests {
         let path = dir.path().join("pipecron.db");
         drop(SqliteStore::open(&path).expect("creates"));
         drop(SqliteStore::open(&path).expect("reopens"));
+        assert_eq!(schema_version(&path), Some(MIGRATIONS.len() as i64));
         let connection = Connection::open(&path).expect("opens");
         connection.pragma_update(None, "user_version", 99).expect("sets");
         drop(connection);
         assert!(matches!(SqliteStore::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn threads_opening_a_new_file_at_once_all_succeed() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("new.db");
+        let opened: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(drop))
+            })
+            .collect();
+        for open in opened {
+            open.join().expect("joins").expect("opens");
+        }
+    }
+
+    #[test]
+    fn a_process_that_is_gone_is_not_alive() {
+        assert!(pid_alive(i64::from(std::process::id())));
+        let mut child = std::process::Command::new("true").spawn().expect("spawns");
+        let pid = i64::from(child.id());
+        child.wait().expect("waits");
+        assert!(!pid_alive(pid));
     }
 }

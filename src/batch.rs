@@ -1,0 +1,80 @@
+//! Group commit: many tasks each hand in one item and wait for its answer, while one task takes whatever has queued
+//! up and handles it in one go.
+//!
+//! Under a burst, a database round trip per slot would cost more than the slots themselves; one statement or one
+//! transaction for all that queued meanwhile costs about as much as one. The stores use it to mark slots `sending`
+//! and to record results.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub struct Batcher<I, O> {
+    queue: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the task on the current runtime. It waits `gather` after the first item of a batch for more to queue
+    /// (zero: takes only what is already there), and takes at most `max` items at once. `work` answers a batch with
+    /// one output per item, in order.
+    pub fn spawn<F, Fut>(gather: Duration, max: usize, mut work: F) -> Self
+    where
+        F: FnMut(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<O>> + Send,
+    {
+        let (queue, mut items) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
+        tokio::spawn(async move {
+            while let Some(first) = items.recv().await {
+                if !gather.is_zero() {
+                    tokio::time::sleep(gather).await;
+                }
+                let mut batch = vec![first];
+                while batch.len() < max
+                    && let Ok(next) = items.try_recv()
+                {
+                    batch.push(next);
+                }
+                let (inputs, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
+                for (reply, answer) in replies.into_iter().zip(work(inputs).await) {
+                    let _ = reply.send(answer);
+                }
+            }
+        });
+        Batcher { queue }
+    }
+
+    /// Hands in one item and waits for its answer; `None` if the task has stopped.
+    pub async fn submit(&self, item: I) -> Option<O> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((item, reply)).ok()?;
+        answer.await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn items_that_queue_together_are_handled_in_one_batch() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Arc::new(Batcher::spawn(Duration::from_millis(5), 100, move |items: Vec<u32>| {
+            seen.lock().expect("not poisoned").push(items.len());
+            async move { items.into_iter().map(|i| i * 2).collect() }
+        }));
+        let answers: Vec<_> = (0..10)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(i).await })
+            })
+            .collect();
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.await.expect("joins"), Some(i as u32 * 2));
+        }
+        assert_eq!(*sizes.lock().expect("not poisoned"), [10]);
+    }
+}

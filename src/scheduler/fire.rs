@@ -1,0 +1,210 @@
+//! Firing one claimed slot: wait for its instant, take a place in the pool, mark it `sending`, send with retries,
+//! record how it ended.
+//!
+//! The row moves to `sending` only once a place in the pool is held, and just before the slot (within the loop's
+//! lead), so that at any moment at most `concurrency` rows are `sending`: after a crash, at most that many can
+//! end `unknown`. Slots that come due together are moved in one statement by the store's batcher.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::health::Health;
+use super::{Fired, LEAD, ON_TIME};
+use crate::clock::{Clock, Corrected};
+use crate::schedule::Schedule;
+use crate::store::{Key, Replica, RunStore, StoreError};
+use crate::trigger::{self, Backoff, Ending, Overrides, Reason, RunResult, Trigger, TriggerRequest};
+
+/// The slots this replica has claimed and not yet finished, and whether each is `sending`, so that a shutdown can
+/// record the ones that may have reached GitLab.
+pub type InFlight = Arc<Mutex<HashMap<(Arc<str>, DateTime<Utc>), bool>>>;
+
+/// How long a store call is retried at most between tries while the store does not answer.
+const STORE_RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// A claimed slot, ready to fire: its request is built before the slot comes.
+pub struct Slot {
+    pub schedule: Arc<Schedule>,
+    pub at: DateTime<Utc>,
+    pub reason: Reason,
+    /// Its jitter.
+    pub delay: Duration,
+    pub request: Result<TriggerRequest, crate::trigger::request::RequestError>,
+}
+
+impl Slot {
+    pub fn new(schedule: Arc<Schedule>, at: DateTime<Utc>, reason: Reason, delay: Duration) -> Slot {
+        let request = TriggerRequest::new(&schedule, at, reason, &Overrides::default());
+        Slot { schedule, at, reason, delay, request }
+    }
+
+    fn key(&self) -> Key {
+        (self.schedule.name.to_string(), self.at)
+    }
+}
+
+/// What a fire task needs, shared with the loop.
+pub struct FireContext<S, T, C> {
+    pub store: Arc<S>,
+    pub trigger: Arc<T>,
+    pub clock: Arc<Corrected<C>>,
+    pub pool: Arc<Semaphore>,
+    pub backoff: Backoff,
+    pub dry_run: bool,
+    pub replica: Arc<Replica>,
+    pub health: Arc<Health>,
+    pub in_flight: InFlight,
+    pub fired: Option<mpsc::UnboundedSender<Fired>>,
+}
+
+impl<S, T, C> Clone for FireContext<S, T, C> {
+    fn clone(&self) -> Self {
+        FireContext {
+            store: self.store.clone(),
+            trigger: self.trigger.clone(),
+            clock: self.clock.clone(),
+            pool: self.pool.clone(),
+            backoff: self.backoff,
+            dry_run: self.dry_run,
+            replica: self.replica.clone(),
+            health: self.health.clone(),
+            in_flight: self.in_flight.clone(),
+            fired: self.fired.clone(),
+        }
+    }
+}
+
+impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
+    /// Fires one claimed slot, whose row this replica owns.
+    pub async fn fire(self, slot: Slot) {
+        let key = (slot.schedule.name.clone(), slot.at);
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), false);
+        self.fire_owned(slot).await;
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+
+    async fn fire_owned(&self, slot: Slot) {
+        let not_before = slot.at + chrono::Duration::from_std(slot.delay).unwrap_or_default();
+        let lead = chrono::Duration::from_std(LEAD).unwrap_or_default();
+        self.clock.wait_until(not_before - lead).await;
+        let Ok(permit) = self.pool.acquire().await else { return };
+        if !self.dry_run && !self.mark_sending(&slot).await {
+            return;
+        }
+        self.clock.wait_until(not_before).await;
+        let started = self.clock.now();
+        let lateness_ms = (started - slot.at).num_milliseconds() - slot.delay.as_millis() as i64;
+        let Slot { schedule, at, reason, request, .. } = slot;
+        let result = match request {
+            Ok(request) if self.dry_run => {
+                println!("{}", request.describe());
+                RunResult::unanswered(Ending::Succeeded, None)
+            }
+            Ok(request) => {
+                trigger::fire(&*self.trigger, &request, schedule.retries, self.backoff, |attempt, message, wait| {
+                    tracing::warn!(schedule = %schedule.name, slot = %at, attempt, error = message, retry_in = ?wait, "retrying");
+                })
+                .await
+            }
+            Err(error) => RunResult::unanswered(Ending::Failed, Some(error.to_string())),
+        };
+        // The pool bounds requests in flight; recording the result does not need a place in it.
+        drop(permit);
+        if !self.dry_run {
+            self.record(&schedule.name, at, &result).await;
+        }
+        log_fire(&schedule.name, at, reason, &result, lateness_ms, self.dry_run);
+        if let Some(fired) = &self.fired {
+            let _ = fired.send(Fired { schedule: schedule.name.to_string(), slot: at, reason, result, lateness_ms });
+        }
+    }
+
+    /// Moves the slot's row to `sending`; false if it must not be sent: taken over by another replica, or so late
+    /// (the store was away) that it is past its catch-up window and is recorded missed instead.
+    async fn mark_sending(&self, slot: &Slot) -> bool {
+        let owner = self.replica.id.as_str();
+        let late = self.clock.now() - slot.at;
+        let window = chrono::Duration::from_std(slot.schedule.catch_up).unwrap_or_default().max(ON_TIME);
+        if late > window {
+            let why = "the state database was unreachable until the slot was past its catch-up window";
+            let now = self.clock.now();
+            self.retry("recording a missed slot", || self.store.release_missed(vec![slot.key()], owner, why, now))
+                .await;
+            tracing::warn!(schedule = %slot.schedule.name, slot = %slot.at, "recorded missed: {why}");
+            return false;
+        }
+        let moved = self.retry("marking a slot sending", || self.store.start_sending(vec![slot.key()], owner)).await;
+        if moved.first() != Some(&true) {
+            tracing::warn!(schedule = %slot.schedule.name, slot = %slot.at, "taken over by another replica; not sent");
+            return false;
+        }
+        let key = (slot.schedule.name.clone(), slot.at);
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key, true);
+        true
+    }
+
+    /// Records how the run ended, retrying while the store does not answer.
+    async fn record(&self, name: &str, slot: DateTime<Utc>, result: &RunResult) {
+        let owner = self.replica.id.as_str();
+        let recorded = self.retry("recording a run", || self.store.finish(name, slot, result, owner, self.clock.now())).await;
+        if !recorded {
+            tracing::warn!(schedule = name, %slot, "the run was taken over by another replica; its ending is theirs");
+        }
+    }
+
+    /// Calls the store until it answers, backing off; an outage is logged once, by `Health`.
+    async fn retry<R, F, Fut>(&self, doing: &str, mut call: F) -> R
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R, StoreError>>,
+    {
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match call().await {
+                Ok(answer) => {
+                    self.health.ok();
+                    return answer;
+                }
+                Err(error) => self.health.failed(doing, &error),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(STORE_RETRY_CAP);
+        }
+    }
+}
+
+/// One line per fire, with everything a person or a log pipeline needs.
+fn log_fire(name: &str, slot: DateTime<Utc>, reason: Reason, result: &RunResult, lateness_ms: i64, dry_run: bool) {
+    let pipeline_id = result.pipeline.as_ref().map(|p| p.id);
+    let url = result.pipeline.as_ref().and_then(|p| p.web_url.as_deref());
+    let outcome = if dry_run { "dry-run" } else { crate::store::RunState::from(result.ending).as_str() };
+    let slot = crate::trigger::request::slot_text(slot);
+    let reason = reason.as_str();
+    match result.ending {
+        Ending::Succeeded => tracing::info!(
+            schedule = name,
+            slot,
+            reason,
+            outcome,
+            pipeline_id,
+            url,
+            attempts = result.attempts,
+            lateness_ms,
+            "fired"
+        ),
+        _ => tracing::warn!(
+            schedule = name,
+            slot,
+            reason,
+            outcome,
+            attempts = result.attempts,
+            lateness_ms,
+            error = result.error.as_deref().unwrap_or_default(),
+            "fire failed"
+        ),
+    }
+}

@@ -1,0 +1,112 @@
+//! The replica's lease: heartbeat every lease/3, take over the unfinished rows of dead replicas, and keep the
+//! clock on the database's.
+//!
+//! Runs beside the timer loop and hands it the `claimed` rows it took over, to be fired or recorded missed. The
+//! store stamps heartbeats with its own clock, so replicas whose clocks disagree still agree on who is dead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::health::Health;
+use crate::clock::{Clock, Corrected};
+use crate::store::{Replica, RunStore, TakenOver, owner_name};
+
+/// How often the offset to the database's clock is measured.
+const MEASURE_EVERY: Duration = Duration::from_secs(60);
+/// An offset larger than this is worth a warning: some host's clock is off.
+const WARN_OFFSET: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+pub struct Lease<S, C> {
+    pub store: Arc<S>,
+    pub replica: Arc<Replica>,
+    pub lease: Duration,
+    pub clock: Arc<Corrected<C>>,
+    pub health: Arc<Health>,
+}
+
+impl<S: RunStore, C: Clock> Lease<S, C> {
+    /// Heartbeats and takes over until `stop`, sending what it took over to `taken`.
+    pub async fn keep(self, taken: mpsc::UnboundedSender<TakenOver>, stop: CancellationToken) {
+        let mut beat = tokio::time::interval((self.lease / 3).max(Duration::from_millis(10)));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut measured: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+            if measured.is_none_or(|at| at.elapsed() >= MEASURE_EVERY) {
+                self.measure_clock().await;
+                measured = Some(tokio::time::Instant::now());
+            }
+            self.renew().await;
+            match self.store.take_over(&self.replica, self.lease).await {
+                Ok(found) => {
+                    self.health.ok();
+                    for dead in found {
+                        log_takeover(&dead);
+                        if !dead.claimed.is_empty() && taken.send(dead).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => self.health.failed("taking over dead replicas", &error),
+            }
+        }
+    }
+
+    async fn renew(&self) {
+        match self.store.heartbeat(&self.replica).await {
+            Ok(true) => self.health.ok(),
+            Ok(false) => {
+                self.health.ok();
+                tracing::warn!(
+                    replica = owner_name(&self.replica.id),
+                    "this replica's lease had run out (paused, or cut off from the database); its unfinished slots \
+                     were taken over by others and will not be sent from here"
+                );
+            }
+            Err(error) => self.health.failed("renewing the lease", &error),
+        }
+    }
+
+    /// Measures the offset to the database's clock and corrects ours by it. Half the round trip is the error; the
+    /// offset is taken at its low end, so that a corrected clock never runs ahead of the database's.
+    async fn measure_clock(&self) {
+        let before = self.clock.uncorrected();
+        let Ok(Some(theirs)) = self.store.clock().await else { return };
+        let after = self.clock.uncorrected();
+        let error = (after - before) / 2;
+        let estimate = theirs - (before + error);
+        if estimate.abs() <= error {
+            self.clock.set_offset(chrono::TimeDelta::zero());
+            return;
+        }
+        if estimate.abs() > WARN_OFFSET {
+            tracing::warn!(
+                offset_ms = estimate.num_milliseconds(),
+                error_ms = error.num_milliseconds(),
+                "this host's clock differs from the database's; firing on the database's clock"
+            );
+        }
+        self.clock.set_offset(theirs - after);
+    }
+}
+
+fn log_takeover(dead: &TakenOver) {
+    let slots = dead.claimed.len() + dead.unknown;
+    if slots == 0 {
+        tracing::info!(from = owner_name(&dead.from), "a replica is gone; it left no unfinished slots");
+        return;
+    }
+    tracing::warn!(
+        from = owner_name(&dead.from),
+        claimed = dead.claimed.len(),
+        unknown = dead.unknown,
+        "took over {slots} slots from {}",
+        owner_name(&dead.from)
+    );
+}

@@ -1,0 +1,542 @@
+//! The run history in PostgreSQL, shared by several replicas on several machines.
+//!
+//! The unique key (schedule, slot) is the fence, as on SQLite. Heartbeats and leases are stamped with the
+//! database's clock, never a replica's. A small pool of connections (deadpool) serves the loop, the results writer
+//! and the heartbeat; each batch is one statement over `unnest` arrays, so a burst of slots costs one round trip.
+//! The schema is migrated under an advisory lock, so that replicas starting together do not race.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::Row;
+
+use super::location::{PostgresUrl, SslMode};
+use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
+use super::{
+    BATCH, Finish, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, each_answer,
+    instant, lease_millis, millis,
+};
+use crate::batch::Batcher;
+use crate::trigger::{Pipeline, Reason, RunResult};
+
+/// The database's clock, in milliseconds since the epoch.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// Advisory lock keys: one for migrations, one for takeovers.
+const MIGRATION_LOCK: i64 = 0x7069_7065_6372_6f6e;
+const TAKEOVER_LOCK: i64 = 0x7069_7065_6372_6f6f;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    /// The URL, masked, for messages.
+    location: Arc<str>,
+    sending: Arc<OnceLock<Batcher<(Vec<Key>, String), Result<Vec<bool>, StoreError>>>>,
+    finishes: Arc<OnceLock<Batcher<Finish, Result<bool, StoreError>>>>,
+}
+
+impl PostgresStore {
+    /// Connects, and creates or migrates the schema.
+    pub async fn open(url: &PostgresUrl) -> Result<Self, StoreError> {
+        let location: Arc<str> = url.to_string().into();
+        let open_error = |reason: String| StoreError::Open { path: location.to_string(), reason };
+        let mut config: tokio_postgres::Config =
+            url.expose().parse().map_err(|e: tokio_postgres::Error| open_error(e.to_string()))?;
+        config
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("pipecron")
+            .ssl_mode(match url.ssl_mode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match url.ssl_mode {
+            SslMode::Disable => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            _ => {
+                let tls = super::postgres_tls::client_config(url).map_err(open_error)?;
+                Manager::from_config(config, tokio_postgres_rustls::MakeRustlsConnect::new(tls), manager_config)
+            }
+        };
+        let pool = Pool::builder(manager)
+            .max_size(4)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| open_error(e.to_string()))?;
+        let store = PostgresStore { pool, location, sending: Arc::default(), finishes: Arc::default() };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Unreachable {
+            location: self.location.to_string(),
+            reason: pool_error(&e),
+        })
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> StoreError {
+        if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
+            return StoreError::Unreachable { location: self.location.to_string(), reason: db_error(&e) };
+        }
+        StoreError::Query(db_error(&e))
+    }
+
+    /// Brings the schema up to date in one transaction, under an advisory lock that other replicas wait on.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(|e| self.error(e))?;
+        let steps = async {
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+            transaction.batch_execute("CREATE TABLE IF NOT EXISTS pipecron_schema (version INTEGER NOT NULL)").await?;
+            let found = transaction.query_opt("SELECT version FROM pipecron_schema", &[]).await?;
+            let found = i64::from(found.map_or(0, |row| row.get::<_, i32>(0)));
+            Ok::<_, tokio_postgres::Error>(found)
+        };
+        let found = steps.await.map_err(|e| self.error(e))?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        if found == known {
+            return Ok(());
+        }
+        let steps = async {
+            for sql in MIGRATIONS.iter().skip(found as usize) {
+                transaction.batch_execute(sql).await?;
+            }
+            transaction.execute("DELETE FROM pipecron_schema", &[]).await?;
+            transaction.execute("INSERT INTO pipecron_schema (version) VALUES ($1)", &[&(known as i32)]).await?;
+            transaction.commit().await
+        };
+        steps.await.map_err(|e| self.error(e))
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| self.error(e))?;
+        client.query(&statement, params).await.map_err(|e| self.error(e))
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| self.error(e))?;
+        client.execute(&statement, params).await.map_err(|e| self.error(e))
+    }
+
+    async fn start_sending_many(&self, batch: Vec<(Vec<Key>, String)>) -> Result<Vec<Vec<bool>>, StoreError> {
+        let (mut names, mut slots, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+        for (keys, owner) in &batch {
+            for (name, slot) in keys {
+                names.push(name.as_str());
+                slots.push(millis(*slot));
+                owners.push(owner.as_str());
+            }
+        }
+        let rows = self
+            .query(
+                "UPDATE runs r SET state = 'sending' FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(s, t, o)
+                 WHERE r.schedule = k.s AND r.slot = k.t AND r.owner = k.o AND r.state = 'claimed'
+                 RETURNING r.schedule, r.slot",
+                &[&names, &slots, &owners],
+            )
+            .await?;
+        let moved = keys_of(&rows);
+        Ok(batch.iter().map(|(keys, _)| keys.iter().map(|(n, s)| moved.contains(&(n.clone(), millis(*s)))).collect()).collect())
+    }
+
+    async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
+        let mut columns = FinishColumns::default();
+        for finish in &batch {
+            columns.push(finish);
+        }
+        let c = &columns;
+        let rows = self
+            .query(
+                "UPDATE runs r SET state = k.state, attempts = k.attempts, finished_at = k.finished_at,
+                        http_status = k.http_status, pipeline_id = k.pipeline_id, pipeline_iid = k.pipeline_iid,
+                        pipeline_status = k.pipeline_status, web_url = k.web_url, error = k.error
+                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[],
+                             $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[])
+                      AS k(schedule, slot, owner, state, attempts, finished_at, http_status, pipeline_id,
+                           pipeline_iid, pipeline_status, web_url, error)
+                 WHERE r.schedule = k.schedule AND r.slot = k.slot AND r.owner = k.owner
+                   AND r.state IN ('claimed', 'sending')
+                 RETURNING r.schedule, r.slot",
+                &[
+                    &c.schedule, &c.slot, &c.owner, &c.state, &c.attempts, &c.finished_at, &c.http_status,
+                    &c.pipeline_id, &c.pipeline_iid, &c.pipeline_status, &c.web_url, &c.error,
+                ],
+            )
+            .await?;
+        let recorded = keys_of(&rows);
+        Ok(batch.iter().map(|f| recorded.contains(&(f.key.0.clone(), millis(f.key.1)))).collect())
+    }
+
+    async fn take_over_in(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
+        let mut client = self.client().await?;
+        let steps = async {
+            let transaction = client.transaction().await?;
+            // One takeover at a time: two survivors would otherwise lock the same rows in different orders.
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&TAKEOVER_LOCK]).await?;
+            let now: i64 = transaction.query_one(&format!("SELECT {DB_NOW}"), &[]).await?.get(0);
+            let since = now - lease_millis(lease);
+            let owners = transaction
+                .query(
+                    "SELECT DISTINCT owner FROM runs WHERE state IN ('claimed', 'sending') AND owner <> $1
+                     AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2)",
+                    &[&me.id, &since],
+                )
+                .await?;
+            let mut taken = Vec::new();
+            for owner in owners.iter().map(|r| r.get::<_, String>(0)) {
+                let unknown = transaction
+                    .execute(
+                        "UPDATE runs SET state = 'unknown', finished_at = $1, error = $2
+                         WHERE owner = $3 AND state = 'sending'",
+                        &[&now, &died_while_sending(&owner), &owner],
+                    )
+                    .await?;
+                let sql =
+                    format!("UPDATE runs SET owner = $1 WHERE owner = $2 AND state = 'claimed' RETURNING {COLUMNS}");
+                let claimed = transaction.query(&sql, &[&me.id, &owner]).await?.iter().map(read_run).collect();
+                taken.push(TakenOver { from: owner, claimed, unknown: unknown as usize });
+            }
+            transaction.execute("DELETE FROM replicas WHERE heartbeat < $1 AND id <> $2", &[&since, &me.id]).await?;
+            transaction.commit().await?;
+            Ok::<_, tokio_postgres::Error>(taken)
+        };
+        steps.await.map_err(|e| self.error(e))
+    }
+}
+
+/// The columns of a batch of results, as arrays for `unnest`.
+#[derive(Default)]
+struct FinishColumns {
+    schedule: Vec<String>,
+    slot: Vec<i64>,
+    owner: Vec<String>,
+    state: Vec<&'static str>,
+    attempts: Vec<i32>,
+    finished_at: Vec<i64>,
+    http_status: Vec<Option<i32>>,
+    pipeline_id: Vec<Option<i64>>,
+    pipeline_iid: Vec<Option<i64>>,
+    pipeline_status: Vec<Option<String>>,
+    web_url: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+}
+
+impl FinishColumns {
+    fn push(&mut self, Finish { key: (schedule, slot), result, owner, now }: &Finish) {
+        let pipeline = result.pipeline.as_ref();
+        self.schedule.push(schedule.clone());
+        self.slot.push(millis(*slot));
+        self.owner.push(owner.clone());
+        self.state.push(RunState::from(result.ending).as_str());
+        self.attempts.push(i32::try_from(result.attempts).unwrap_or(i32::MAX));
+        self.finished_at.push(millis(*now));
+        self.http_status.push(result.http_status.map(i32::from));
+        self.pipeline_id.push(pipeline.map(|p| p.id as i64));
+        self.pipeline_iid.push(pipeline.and_then(|p| p.iid).map(|i| i as i64));
+        self.pipeline_status.push(pipeline.map(|p| p.status.clone()));
+        self.web_url.push(pipeline.and_then(|p| p.web_url.clone()));
+        self.error.push(result.error.clone());
+    }
+}
+
+fn keys_of(rows: &[Row]) -> HashSet<(String, i64)> {
+    rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect()
+}
+
+fn read_run(row: &Row) -> Run {
+    let reason: String = row.get(2);
+    let state: String = row.get(3);
+    let pipeline_id: Option<i64> = row.get(8);
+    Run {
+        schedule: row.get(0),
+        slot: instant(row.get(1)),
+        reason: Reason::parse(&reason).unwrap_or(Reason::Schedule),
+        state: RunState::parse(&state).unwrap_or(RunState::Unknown),
+        attempts: u32::try_from(row.get::<_, i32>(4)).unwrap_or_default(),
+        started_at: row.get::<_, Option<i64>>(5).map(instant),
+        finished_at: row.get::<_, Option<i64>>(6).map(instant),
+        http_status: row.get::<_, Option<i32>>(7).and_then(|s| u16::try_from(s).ok()),
+        pipeline: pipeline_id.map(|id| Pipeline {
+            id: id as u64,
+            iid: row.get::<_, Option<i64>>(9).map(|i| i as u64),
+            status: row.get::<_, Option<String>>(10).unwrap_or_default(),
+            web_url: row.get(11),
+        }),
+        error: row.get(12),
+        owner: row.get(13),
+    }
+}
+
+/// A driver error as a person reads it: the server's own message where there is one.
+fn db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        deadpool_postgres::PoolError::Timeout(_) => "no connection within the time allowed".into(),
+        other => other.to_string(),
+    }
+}
+
+impl RunStore for PostgresStore {
+    async fn claim_many(
+        &self,
+        slots: Vec<(String, DateTime<Utc>, Reason)>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let names: Vec<&str> = slots.iter().map(|(n, _, _)| n.as_str()).collect();
+        let times: Vec<i64> = slots.iter().map(|(_, t, _)| millis(*t)).collect();
+        let reasons: Vec<&str> = slots.iter().map(|(_, _, r)| r.as_str()).collect();
+        let rows = self
+            .query(
+                "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at, owner)
+                 SELECT s, t, r, 'claimed', 0, $4, $5 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(s, t, r)
+                 ON CONFLICT DO NOTHING RETURNING schedule, slot",
+                &[&names, &times, &reasons, &millis(now), &owner],
+            )
+            .await?;
+        let won = keys_of(&rows);
+        Ok(slots.iter().map(|(n, t, _)| won.contains(&(n.clone(), millis(*t)))).collect())
+    }
+
+    async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
+        let sending = self.sending.get_or_init(|| {
+            let store = self.clone();
+            Batcher::spawn(Duration::ZERO, BATCH, move |batch: Vec<(Vec<Key>, String)>| {
+                let (store, len) = (store.clone(), batch.len());
+                async move { each_answer(store.start_sending_many(batch).await, len) }
+            })
+        });
+        let answer = sending.submit((keys, owner.to_string())).await;
+        answer.unwrap_or_else(|| Err(StoreError::Query("the store has stopped".into())))
+    }
+
+    async fn finish(
+        &self,
+        schedule: &str,
+        slot: DateTime<Utc>,
+        result: &RunResult,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let finishes = self.finishes.get_or_init(|| {
+            let store = self.clone();
+            Batcher::spawn(GATHER, BATCH, move |batch: Vec<Finish>| {
+                let (store, len) = (store.clone(), batch.len());
+                async move { each_answer(store.finish_many(batch).await, len) }
+            })
+        });
+        let finish =
+            Finish { key: (schedule.to_string(), slot), result: result.clone(), owner: owner.to_string(), now };
+        finishes.submit(finish).await.unwrap_or_else(|| Err(StoreError::Query("the history writer has stopped".into())))
+    }
+
+    async fn release_missed(
+        &self,
+        keys: Vec<Key>,
+        owner: &str,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+        let slots: Vec<i64> = keys.iter().map(|(_, t)| millis(*t)).collect();
+        self.execute(
+            "UPDATE runs r SET state = 'missed', finished_at = $3, error = $4
+             FROM unnest($1::text[], $2::bigint[]) AS k(s, t)
+             WHERE r.schedule = k.s AND r.slot = k.t AND r.owner = $5 AND r.state = 'claimed'",
+            &[&names, &slots, &millis(now), &why, &owner],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn record_missed(&self, slots: Vec<Key>, _now: DateTime<Utc>) -> Result<(), StoreError> {
+        let names: Vec<&str> = slots.iter().map(|(n, _)| n.as_str()).collect();
+        let times: Vec<i64> = slots.iter().map(|(_, t)| millis(*t)).collect();
+        self.execute(
+            "INSERT INTO runs (schedule, slot, reason, state, attempts)
+             SELECT s, t, 'schedule', 'missed', 0 FROM unnest($1::text[], $2::bigint[]) AS k(s, t)
+             ON CONFLICT DO NOTHING",
+            &[&names, &times],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows =
+            self.query("SELECT schedule, MAX(slot) FROM runs WHERE reason <> 'run-now' GROUP BY schedule", &[]).await?;
+        Ok(rows.iter().map(|r| (r.get::<_, String>(0), instant(r.get(1)))).collect())
+    }
+
+    async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
+        let sql = format!("SELECT DISTINCT ON (schedule) {COLUMNS} FROM runs ORDER BY schedule, slot DESC");
+        Ok(self.query(&sql, &[]).await?.iter().map(read_run).collect())
+    }
+
+    async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match schedule {
+            Some(name) => {
+                let sql = format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 ORDER BY slot DESC LIMIT $2");
+                self.query(&sql, &[&name, &limit]).await?
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
+                self.query(&sql, &[&limit]).await?
+            }
+        };
+        Ok(rows.iter().map(read_run).collect())
+    }
+
+    async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO replicas (id, host, pid, version, started, heartbeat) VALUES ($1, $2, $3, $4, {DB_NOW}, {DB_NOW})
+             ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat"
+        );
+        let pid = i64::from(replica.pid);
+        self.execute(&sql, &[&replica.id, &replica.host, &pid, &env!("CARGO_PKG_VERSION")]).await.map(drop)
+    }
+
+    async fn heartbeat(&self, replica: &Replica) -> Result<bool, StoreError> {
+        let renewed =
+            self.execute(&format!("UPDATE replicas SET heartbeat = {DB_NOW} WHERE id = $1"), &[&replica.id]).await?;
+        if renewed == 0 {
+            self.register(replica).await?;
+        }
+        Ok(renewed == 1)
+    }
+
+    async fn deregister(&self, replica: &Replica) -> Result<(), StoreError> {
+        self.execute("DELETE FROM replicas WHERE id = $1", &[&replica.id]).await.map(drop)
+    }
+
+    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
+        self.take_over_in(me, lease).await
+    }
+
+    async fn live_replicas(&self, lease: Duration) -> Result<Vec<ReplicaRow>, StoreError> {
+        let sql = format!(
+            "SELECT id, version, started, heartbeat FROM replicas WHERE heartbeat >= {DB_NOW} - $1 ORDER BY started"
+        );
+        let rows = self.query(&sql, &[&lease_millis(lease)]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| ReplicaRow {
+                id: r.get(0),
+                version: r.get(1),
+                started: instant(r.get(2)),
+                heartbeat: instant(r.get(3)),
+            })
+            .collect())
+    }
+
+    async fn clock(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows = self.query("SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint", &[]).await?;
+        let micros: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
+        Ok(DateTime::from_timestamp_micros(micros))
+    }
+
+    async fn export(&self, after: Option<Key>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let (schedule, slot) = after.map_or((String::new(), i64::MIN), |(s, t)| (s, millis(t)));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE slot > $1 OR (slot = $1 AND schedule > $2) ORDER BY slot, schedule LIMIT $3"
+        );
+        Ok(self.query(&sql, &[&slot, &schedule, &limit]).await?.iter().map(read_run).collect())
+    }
+
+    async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {
+        let mut c = ImportColumns::default();
+        for run in &runs {
+            c.push(run);
+        }
+        let inserted = self
+            .execute(
+                &format!(
+                    "INSERT INTO runs ({COLUMNS})
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::bigint[],
+                                          $7::bigint[], $8::int[], $9::bigint[], $10::bigint[], $11::text[],
+                                          $12::text[], $13::text[], $14::text[])
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[
+                    &c.schedule, &c.slot, &c.reason, &c.state, &c.attempts, &c.started_at, &c.finished_at,
+                    &c.http_status, &c.pipeline_id, &c.pipeline_iid, &c.pipeline_status, &c.web_url, &c.error,
+                    &c.owner,
+                ],
+            )
+            .await?;
+        Ok(inserted as usize)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT COUNT(*) FROM runs", &[]).await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+    }
+}
+
+/// Whole runs as arrays for `unnest`, for copying a history.
+#[derive(Default)]
+struct ImportColumns {
+    schedule: Vec<String>,
+    slot: Vec<i64>,
+    reason: Vec<&'static str>,
+    state: Vec<&'static str>,
+    attempts: Vec<i32>,
+    started_at: Vec<Option<i64>>,
+    finished_at: Vec<Option<i64>>,
+    http_status: Vec<Option<i32>>,
+    pipeline_id: Vec<Option<i64>>,
+    pipeline_iid: Vec<Option<i64>>,
+    pipeline_status: Vec<Option<String>>,
+    web_url: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    owner: Vec<Option<String>>,
+}
+
+impl ImportColumns {
+    fn push(&mut self, run: &Run) {
+        let pipeline = run.pipeline.as_ref();
+        self.schedule.push(run.schedule.clone());
+        self.slot.push(millis(run.slot));
+        self.reason.push(run.reason.as_str());
+        self.state.push(run.state.as_str());
+        self.attempts.push(i32::try_from(run.attempts).unwrap_or(i32::MAX));
+        self.started_at.push(run.started_at.map(millis));
+        self.finished_at.push(run.finished_at.map(millis));
+        self.http_status.push(run.http_status.map(i32::from));
+        self.pipeline_id.push(pipeline.map(|p| p.id as i64));
+        self.pipeline_iid.push(pipeline.and_then(|p| p.iid).map(|i| i as i64));
+        self.pipeline_status.push(pipeline.map(|p| p.status.clone()));
+        self.web_url.push(pipeline.and_then(|p| p.web_url.clone()));
+        self.error.push(run.error.clone());
+        self.owner.push(run.owner.clone());
+    }
+}

@@ -8,6 +8,7 @@ mod check;
 mod format;
 mod history;
 mod import_crontab;
+mod migrate_state;
 mod next;
 mod run;
 mod run_now;
@@ -53,6 +54,8 @@ enum Command {
     History(history::Args),
     /// Turn a crontab's curl trigger lines into schedule YAML.
     ImportCrontab(import_crontab::Args),
+    /// Copy the run history from one store to another, e.g. a box's SQLite file to the PostgreSQL of new replicas.
+    MigrateState(migrate_state::Args),
     /// Print the JSON Schema of a schedule file, for editors.
     Schema,
     /// Print a shell completion script.
@@ -127,6 +130,7 @@ where
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
         Command::ImportCrontab(args) => import_crontab::run(args),
+        Command::MigrateState(args) => block_on(migrate_state::run(args)),
         Command::Schema => writeln!(std::io::stdout(), "{}", config::schema::json()).map_err(Error::from),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -1,0 +1,330 @@
+//! One conformance suite for both stores: every case runs on a SQLite file and on a fresh database of the shared
+//! PostgreSQL (127.0.0.1:5432). Claim races, the state transitions, the takeover rules, `record_missed` never
+//! overwriting a fired row, and migrations from an empty store and from the previous schema.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use pipecron::store::{Replica, RunState, RunStore, StateLocation, Store, StoreError};
+use pipecron::trigger::{Ending, Pipeline, Reason, RunResult};
+
+use common::pg::TempDatabase;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A new, empty store of one kind; `None` when PostgreSQL is not there (outside CI only).
+struct Fixture {
+    location: StateLocation,
+    _dir: tempfile::TempDir,
+    _db: Option<TempDatabase>,
+}
+
+impl Fixture {
+    fn new(kind: Kind) -> Option<Fixture> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (text, db) = match kind {
+            Kind::Sqlite => (dir.path().join("state.db").display().to_string(), None),
+            Kind::Postgres => {
+                let db = TempDatabase::create()?;
+                (db.url(), Some(db))
+            }
+        };
+        let location = StateLocation::parse(&text, &|_| None).expect("a location");
+        Some(Fixture { location, _dir: dir, _db: db })
+    }
+
+    async fn open(&self) -> Store {
+        pipecron::store::open(&self.location).await.expect("opens")
+    }
+}
+
+fn at(minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, minute, 0).single().expect("valid")
+}
+
+fn created(id: u64) -> RunResult {
+    RunResult {
+        ending: Ending::Succeeded,
+        attempts: 1,
+        http_status: Some(201),
+        pipeline: Some(Pipeline { id, iid: Some(1), status: "created".into(), web_url: Some("https://x/p".into()) }),
+        error: None,
+        retries_exhausted: false,
+    }
+}
+
+fn replica(name: &str) -> Replica {
+    Replica { id: format!("{name}:1:00000000"), host: name.into(), pid: 1 }
+}
+
+async fn run_of(store: &Store, name: &str, slot: DateTime<Utc>) -> pipecron::store::Run {
+    let runs = store.history(Some(name), 1000).await.expect("reads");
+    runs.into_iter().find(|r| r.slot == slot).expect("the run exists")
+}
+
+async fn a_slot_is_claimed_once_among_racing_claimants(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let mut stores = Vec::new();
+    for _ in 0..6 {
+        stores.push(fixture.open().await);
+    }
+    let claims: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, store)| {
+            tokio::spawn(async move {
+                let owner = format!("r{i}:1:0");
+                store.claim("nightly", at(0), Reason::Schedule, &owner, at(0)).await.expect("answers")
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for claim in claims {
+        won += usize::from(claim.await.expect("joins"));
+    }
+    assert_eq!(won, 1);
+    let store = fixture.open().await;
+    let many = vec![("a".to_string(), at(1), Reason::Schedule), ("nightly".to_string(), at(0), Reason::Schedule)];
+    assert_eq!(store.claim_many(many, "x:1:0", at(1)).await.expect("claims"), [true, false]);
+}
+
+async fn only_the_owner_moves_a_row_and_records_its_ending(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    let (me, other) = ("me:1:0", "other:2:0");
+    assert!(store.claim("nightly", at(0), Reason::Schedule, me, at(0)).await.expect("claims"));
+    assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Claimed);
+    let key = vec![("nightly".to_string(), at(0))];
+    assert_eq!(store.start_sending(key.clone(), other).await.expect("answers"), [false]);
+    assert!(!store.finish("nightly", at(0), &created(7), other, at(1)).await.expect("answers"));
+    assert_eq!(store.start_sending(key.clone(), me).await.expect("answers"), [true]);
+    assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Sending);
+    assert_eq!(store.start_sending(key, me).await.expect("answers"), [false], "sending is not claimed");
+    assert!(store.finish("nightly", at(0), &created(7), me, at(1)).await.expect("records"));
+    let run = run_of(&store, "nightly", at(0)).await;
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.pipeline.map(|p| p.id), Some(7));
+    assert_eq!(run.owner.as_deref(), Some(me));
+    assert!(!store.finish("nightly", at(0), &created(8), me, at(2)).await.expect("answers"), "an ending is final");
+    assert_eq!(store.last_runs().await.expect("reads").len(), 1);
+}
+
+async fn record_missed_never_overwrites_a_row(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    assert!(store.claim("nightly", at(0), Reason::Schedule, "me:1:0", at(0)).await.expect("claims"));
+    let key = vec![("nightly".to_string(), at(0))];
+    store.start_sending(key, "me:1:0").await.expect("moves");
+    store.finish("nightly", at(0), &created(3), "me:1:0", at(0)).await.expect("records");
+    let slots = vec![("nightly".to_string(), at(0)), ("nightly".to_string(), at(1))];
+    store.record_missed(slots, at(2)).await.expect("records");
+    assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Succeeded);
+    assert_eq!(run_of(&store, "nightly", at(1)).await.state, RunState::Missed);
+    let last = store.last_slots().await.expect("reads");
+    assert_eq!(last.get("nightly"), Some(&at(1)));
+}
+
+async fn a_dead_replicas_claimed_rows_are_taken_over_once_and_sending_rows_become_unknown(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    let (dead, survivor) = (replica("dead"), replica("survivor"));
+    store.register(&dead).await.expect("registers");
+    store.register(&survivor).await.expect("registers");
+    for minute in [0, 1] {
+        assert!(store.claim("nightly", at(minute), Reason::Schedule, &dead.id, at(0)).await.expect("claims"));
+    }
+    store.start_sending(vec![("nightly".to_string(), at(1))], &dead.id).await.expect("moves");
+    let long = Duration::from_secs(3600);
+    assert!(store.take_over(&survivor, long).await.expect("answers").is_empty(), "the dead one is still live");
+    assert_eq!(store.live_replicas(long).await.expect("reads").len(), 2);
+
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    store.heartbeat(&survivor).await.expect("beats");
+    let taken = store.take_over(&survivor, Duration::from_millis(30)).await.expect("takes over");
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].from, dead.id);
+    assert_eq!(taken[0].unknown, 1);
+    let claimed: Vec<_> = taken[0].claimed.iter().map(|r| (r.slot, r.state, r.owner.clone())).collect();
+    assert_eq!(claimed, [(at(0), RunState::Claimed, Some(survivor.id.clone()))]);
+    let unknown = run_of(&store, "nightly", at(1)).await;
+    assert_eq!(unknown.state, RunState::Unknown);
+    assert_eq!(unknown.error.as_deref(), Some("replica dead:1 died while sending; a pipeline may have been created"));
+
+    // The dead one, if it was only paused, can neither send nor record: the rows are not its own.
+    let key = vec![("nightly".to_string(), at(0))];
+    assert_eq!(store.start_sending(key.clone(), &dead.id).await.expect("answers"), [false]);
+    assert!(!store.finish("nightly", at(1), &created(1), &dead.id, at(2)).await.expect("answers"));
+    assert!(!store.heartbeat(&dead).await.expect("answers"), "it learns it was presumed dead");
+    assert!(store.take_over(&survivor, Duration::from_millis(30)).await.expect("answers").is_empty());
+    assert_eq!(store.start_sending(key, &survivor.id).await.expect("moves"), [true]);
+
+    store
+        .release_missed(vec![("nightly".to_string(), at(0))], &survivor.id, "too late", at(3))
+        .await
+        .expect("answers");
+    assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Sending, "only claimed rows are released");
+}
+
+async fn two_survivors_split_a_dead_replicas_rows_without_overlap(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    let dead = replica("dead");
+    let slots: Vec<_> = (0..50).map(|m| (format!("s{m}"), at(m % 60), Reason::Schedule)).collect();
+    assert!(store.claim_many(slots, &dead.id, at(0)).await.expect("claims").iter().all(|won| *won));
+    // Never registered (or deregistered on a clean stop): its rows are orphans at once.
+    let (b, c) = (fixture.open().await, fixture.open().await);
+    let (rb, rc) = (replica("b"), replica("c"));
+    b.register(&rb).await.expect("registers");
+    c.register(&rc).await.expect("registers");
+    let lease = Duration::from_secs(60);
+    let (tb, tc) = tokio::join!(b.take_over(&rb, lease), c.take_over(&rc, lease));
+    let names = |taken: Vec<pipecron::store::TakenOver>| -> HashSet<String> {
+        taken.into_iter().flat_map(|t| t.claimed).map(|r| r.schedule).collect()
+    };
+    let (nb, nc) = (names(tb.expect("b answers")), names(tc.expect("c answers")));
+    assert!(nb.is_disjoint(&nc), "both took {:?}", nb.intersection(&nc).collect::<Vec<_>>());
+    assert_eq!(nb.len() + nc.len(), 50);
+}
+
+async fn a_clean_stop_hands_its_claimed_rows_over_at_once(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    let (leaving, staying) = (replica("leaving"), replica("staying"));
+    store.register(&leaving).await.expect("registers");
+    store.register(&staying).await.expect("registers");
+    assert!(store.claim("nightly", at(5), Reason::Schedule, &leaving.id, at(5)).await.expect("claims"));
+    store.deregister(&leaving).await.expect("deregisters");
+    let taken = store.take_over(&staying, Duration::from_secs(3600)).await.expect("takes over");
+    assert_eq!(taken.iter().map(|t| t.claimed.len()).sum::<usize>(), 1);
+}
+
+async fn history_is_copied_as_it_is_and_only_once(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    for minute in 0..7 {
+        let name = format!("s{}", minute % 3);
+        assert!(store.claim(&name, at(minute), Reason::Schedule, "me:1:0", at(minute)).await.expect("claims"));
+        store.start_sending(vec![(name.clone(), at(minute))], "me:1:0").await.expect("moves");
+        store.finish(&name, at(minute), &created(u64::from(minute)), "me:1:0", at(minute)).await.expect("records");
+    }
+    let first = store.export(None, 4).await.expect("exports");
+    let last = first.last().map(|r| (r.schedule.clone(), r.slot));
+    let rest = store.export(last, 100).await.expect("exports");
+    assert_eq!((first.len(), rest.len()), (4, 3));
+    let Some(copy) = Fixture::new(kind) else { return };
+    let target = copy.open().await;
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
+    assert_eq!(target.import(all.clone()).await.expect("imports"), 7);
+    assert_eq!(target.import(all).await.expect("imports"), 0);
+    assert_eq!(target.count().await.expect("counts"), 7);
+    assert_eq!(target.history(None, 100).await.expect("reads"), store.history(None, 100).await.expect("reads"));
+}
+
+async fn several_processes_migrating_a_new_store_at_once_all_start(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let location = fixture.location.clone();
+    let opens: Vec<_> = (0..3)
+        .map(|_| {
+            let location = location.clone();
+            tokio::spawn(async move { pipecron::store::open(&location).await.map(drop) })
+        })
+        .collect();
+    for open in opens {
+        open.await.expect("joins").expect("opens");
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Kind::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Kind::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_slot_is_claimed_once_among_racing_claimants,
+    only_the_owner_moves_a_row_and_records_its_ending,
+    record_missed_never_overwrites_a_row,
+    a_dead_replicas_claimed_rows_are_taken_over_once_and_sending_rows_become_unknown,
+    two_survivors_split_a_dead_replicas_rows_without_overlap,
+    a_clean_stop_hands_its_claimed_rows_over_at_once,
+    history_is_copied_as_it_is_and_only_once,
+    several_processes_migrating_a_new_store_at_once_all_start,
+);
+
+/// The schema as version 1 shipped it, with a row left `claimed` by a kill -9.
+const V1: &str = "CREATE TABLE runs (
+        schedule TEXT NOT NULL, slot BIGINT NOT NULL, reason TEXT NOT NULL, state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, started_at BIGINT, finished_at BIGINT, http_status INTEGER,
+        pipeline_id BIGINT, pipeline_iid BIGINT, pipeline_status TEXT, web_url TEXT, error TEXT,
+        PRIMARY KEY (schedule, slot));
+    CREATE INDEX runs_by_slot ON runs (slot);
+    INSERT INTO runs (schedule, slot, reason, state) VALUES ('nightly', 1764000000000, 'schedule', 'claimed');
+    INSERT INTO runs (schedule, slot, reason, state) VALUES ('nightly', 1763990000000, 'schedule', 'succeeded');";
+
+async fn check_migrated_from_v1(store: &Store) {
+    let runs = store.history(Some("nightly"), 10).await.expect("reads");
+    let states: Vec<_> = runs.iter().map(|r| r.state).collect();
+    assert_eq!(states, [RunState::Unknown, RunState::Succeeded], "a v1 `claimed` row may have been sent");
+    assert!(runs[0].error.as_deref().is_some_and(|e| e.contains("a pipeline may have been created")));
+    assert!(store.register(&replica("new")).await.is_ok(), "the replicas table exists");
+}
+
+#[tokio::test]
+async fn sqlite_migrates_from_the_previous_schema_and_refuses_a_newer_one() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("v1.db");
+    let connection = rusqlite::Connection::open(&path).expect("opens");
+    connection.execute_batch(V1).expect("creates v1");
+    connection.pragma_update(None, "user_version", 1).expect("sets");
+    drop(connection);
+    let location = StateLocation::Sqlite(path.clone());
+    check_migrated_from_v1(&pipecron::store::open(&location).await.expect("migrates")).await;
+    let connection = rusqlite::Connection::open(&path).expect("opens");
+    connection.pragma_update(None, "user_version", 99).expect("sets");
+    drop(connection);
+    assert!(matches!(pipecron::store::open(&location).await, Err(StoreError::TooNew { found: 99, .. })));
+}
+
+#[tokio::test]
+async fn postgres_migrates_from_the_previous_schema_and_refuses_a_newer_one() {
+    let Some(db) = TempDatabase::create() else { return };
+    db.psql(&format!("{V1} CREATE TABLE pipecron_schema (version INTEGER NOT NULL); INSERT INTO pipecron_schema VALUES (1);"));
+    let location = StateLocation::parse(&db.url(), &|_| None).expect("a location");
+    check_migrated_from_v1(&pipecron::store::open(&location).await.expect("migrates")).await;
+    db.psql("UPDATE pipecron_schema SET version = 99");
+    let refused = pipecron::store::open(&location).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("written by a newer pipecron"), "{refused}");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_a_clear_error_that_masks_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("an address").port();
+    let url = format!("postgres://pipecron:hunter2-secret@127.0.0.1:{port}/pipecron?sslmode=disable");
+    let location = StateLocation::parse(&url, &|_| None).expect("a location");
+    let error = pipecron::store::open(&location).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("unreachable"), "{error}");
+    assert!(error.contains("postgres://pipecron:***@127.0.0.1"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}

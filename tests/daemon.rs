@@ -16,8 +16,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path) -> Self {
+        Daemon::start_with(dir, &["--shutdown-grace", "2s"])
+    }
+
+    fn start_with(dir: &Path, args: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_pipecron"))
-            .args(["run", "--log-format", "json", "--shutdown-grace", "2s"])
+            .args(["run", "--log-format", "json"])
+            .args(args)
             .current_dir(dir)
             .env_clear()
             .env("TRIGGER_TOKEN", TOKEN)
@@ -241,4 +246,41 @@ fn as_pid_1_in_a_new_pid_namespace_sigterm_exits_cleanly() {
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("SIGTERM"), "{logs}");
     assert!(!slots_by_schedule(&fake).is_empty());
+}
+
+#[test]
+fn after_kill_9_the_slots_claimed_and_not_yet_sent_are_fired_by_the_restart() {
+    let fake = FakeGitlab::new();
+    // The jitter keeps each claimed slot waiting up to 4 s before it is sent.
+    let (dir, _) = setup(&fake, "  spread:\n    cron: \"* * * * * *\"\n    jitter: 4s\n    catch_up: 1h\n");
+    let daemon = Daemon::start(dir.path());
+    sleep(3000);
+    daemon.kill9();
+    let db = dir.path().join("pipecron.db");
+    let waiting = |state: &str| -> Vec<(String, i64)> {
+        let connection = rusqlite::Connection::open(&db).expect("opens");
+        let mut statement =
+            connection.prepare("SELECT schedule, slot FROM runs WHERE state = ?1 ORDER BY slot").expect("prepares");
+        statement.query_map([state], |r| Ok((r.get(0)?, r.get(1)?))).expect("reads").map(|r| r.expect("a row")).collect()
+    };
+    let claimed = waiting("claimed");
+    assert!(!claimed.is_empty(), "slots were waiting on their jitter when the daemon died");
+    let sent_before = fake.requests().len();
+
+    let daemon = Daemon::start_with(dir.path(), &["--shutdown-grace", "10s"]);
+    sleep(2000);
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("took over"), "{logs}");
+    let slots = &slots_by_schedule(&fake)["spread"];
+    let mut unique = slots.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), slots.len(), "a slot was fired twice: {slots:?}");
+    for (_, slot) in &claimed {
+        let text = chrono::DateTime::from_timestamp_millis(*slot).expect("a time").to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        assert_eq!(slots.iter().filter(|s| **s == text).count(), 1, "{text} was claimed and not sent: {slots:?}");
+    }
+    assert!(fake.requests().len() > sent_before);
+    assert!(waiting("claimed").is_empty() && waiting("sending").is_empty(), "nothing is left unfinished");
 }

@@ -45,6 +45,132 @@ fn the_compose_file_validates() {
 }
 
 #[test]
+fn the_ha_compose_file_validates() {
+    if !tool("docker-compose") {
+        eprintln!("skipped: docker-compose is not installed");
+        return;
+    }
+    const PASSWORD: &str = "pg-test-password-4711";
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let deploy = dir.path().join("deploy");
+    std::fs::create_dir_all(deploy.join("secrets")).expect("creates");
+    std::fs::create_dir(dir.path().join("schedules")).expect("creates");
+    std::fs::copy(repo_path("deploy/docker-compose.ha.yml"), deploy.join("docker-compose.ha.yml")).expect("copies");
+    std::fs::write(deploy.join("secrets/nightly_trigger_token"), "glptt-example\n").expect("writes");
+    let example = std::fs::read_to_string(repo_path("deploy/.env.example")).expect("reads");
+    assert!(
+        example.lines().any(|l| l.starts_with("PIPECRON_PG_PASSWORD=")),
+        ".env.example names the database password"
+    );
+    let env: String = example
+        .lines()
+        .map(|l| {
+            if l.starts_with("PIPECRON_PG_PASSWORD=") {
+                format!("PIPECRON_PG_PASSWORD={PASSWORD}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let config = || {
+        Command::new("docker-compose")
+            .args(["-f", "deploy/docker-compose.ha.yml", "config"])
+            .current_dir(dir.path())
+            // Compose prefers the environment to .env: only the file may supply the password here.
+            .env_remove("PIPECRON_PG_PASSWORD")
+            .output()
+            .expect("runs")
+    };
+
+    // Without a password compose refuses, rather than start PostgreSQL and the replicas with an empty one.
+    let without: String =
+        env.lines().filter(|l| !l.starts_with("PIPECRON_PG_PASSWORD=")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(deploy.join(".env"), without).expect("writes");
+    let output = config();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("PIPECRON_PG_PASSWORD"), "{stderr}");
+
+    std::fs::write(deploy.join(".env"), env).expect("writes");
+    let output = config();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let postgres = service(&stdout, "postgres");
+    assert!(postgres.contains("postgres:16"), "{postgres}");
+    assert!(postgres.contains("pg_isready"), "{postgres}");
+    assert_eq!(entry(&postgres, "POSTGRES_DB").as_deref(), Some("pipecron"), "{postgres}");
+    assert_eq!(entry(&postgres, "POSTGRES_USER").as_deref(), Some("pipecron"), "{postgres}");
+    assert_eq!(entry(&postgres, "POSTGRES_PASSWORD").as_deref(), Some(PASSWORD), "{postgres}");
+    assert_eq!(postgres.matches(PASSWORD).count(), 1, "the password only in POSTGRES_PASSWORD: {postgres}");
+    let mut found = postgres.matches(PASSWORD).count();
+    for name in ["pipecron-1", "pipecron-2"] {
+        let replica = service(&stdout, name);
+        let state = entry(&replica, "PIPECRON_STATE").unwrap_or_default();
+        assert!(state.starts_with("postgres://"), "{name}: {replica}");
+        assert!(
+            state.starts_with(&format!("postgres://pipecron:{PASSWORD}@postgres:5432/pipecron")),
+            "{name}: {state}"
+        );
+        // The password is in the state URL, and (through env_file: .env, with the trigger tokens) in the
+        // replica's environment, where pipecron could resolve ${PIPECRON_PG_PASSWORD} itself.
+        let lines: Vec<&str> = replica.lines().filter(|l| l.contains(PASSWORD)).collect();
+        for line in &lines {
+            let line = line.trim_start().trim_start_matches("- ");
+            assert!(
+                line.starts_with("PIPECRON_STATE") || line.starts_with("PIPECRON_PG_PASSWORD"),
+                "{name}: the password where it does not belong: {line}"
+            );
+        }
+        found += lines.len();
+        assert_eq!(entry(&replica, "hostname").as_deref(), Some(name), "{replica}");
+        assert!(replica.contains("restart: unless-stopped"), "{name}: {replica}");
+        assert!(replica.contains("NIGHTLY_TRIGGER_TOKEN"), "{name}: the .env file is read: {replica}");
+        assert!(replica.contains("nightly_trigger_token"), "{name}: the secret is passed: {replica}");
+        assert!(replica.contains("/etc/pipecron/schedules"), "{name}: {replica}");
+        assert!(
+            replica.contains("read_only: true") || replica.contains("/etc/pipecron/schedules:ro"),
+            "{name}: the schedules are mounted read-only: {replica}"
+        );
+        assert!(
+            !replica.contains("/var/lib/pipecron"),
+            "{name}: no state volume, the state is in PostgreSQL: {replica}"
+        );
+        let depends = block(&replica, "depends_on");
+        assert!(
+            block(&depends, "postgres").contains("condition: service_healthy"),
+            "{name} waits for a healthy postgres: {replica}"
+        );
+    }
+    assert_eq!(stdout.matches(PASSWORD).count(), found, "the password outside the services' expected places: {stdout}");
+}
+
+/// The lines nested under the `key:` line at the top level of `yaml` (a rendered compose file, or a block of one).
+fn block(yaml: &str, key: &str) -> String {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let depth = yaml.lines().filter(|l| !l.trim().is_empty()).map(indent).min().unwrap_or(0);
+    let mut lines = yaml.lines().skip_while(|l| indent(l) != depth || l.trim_start() != format!("{key}:"));
+    if lines.next().is_none() {
+        return String::new();
+    }
+    lines.take_while(|l| l.trim().is_empty() || indent(l) > depth).map(|l| format!("{l}\n")).collect()
+}
+
+/// A service of the rendered compose file.
+fn service(config: &str, name: &str) -> String {
+    let service = block(&block(config, "services"), name);
+    assert!(!service.trim().is_empty(), "no service {name}: {config}");
+    service
+}
+
+/// The value of `key: value` (or `- key=value`) in a block, unquoted.
+fn entry(yaml: &str, key: &str) -> Option<String> {
+    yaml.lines().find_map(|l| {
+        let l = l.trim_start().trim_start_matches("- ");
+        let value = l.strip_prefix(key)?.strip_prefix(": ").or_else(|| l.strip_prefix(key)?.strip_prefix('='))?;
+        Some(value.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+    })
+}
+
+#[test]
 fn the_systemd_unit_verifies() {
     if !tool("systemd-analyze") {
         eprintln!("skipped: systemd-analyze is not installed");

@@ -70,6 +70,8 @@ pub struct Recorded {
     pub user_agent: Option<String>,
     /// Every parameter, from wherever it came; `variables` and `inputs` as JSON objects.
     pub params: BTreeMap<String, Value>,
+    /// When the request arrived, by this host's clock.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Default)]
@@ -79,6 +81,8 @@ struct Inner {
     requests: Vec<Recorded>,
     next_pipeline: u64,
     v3: bool,
+    /// How long every answer takes.
+    slow: std::time::Duration,
 }
 
 #[derive(Clone, Default)]
@@ -114,6 +118,11 @@ impl FakeGitlab {
     pub fn with_v3(self) -> Self {
         self.lock().v3 = true;
         self
+    }
+
+    /// Makes every answer take `by` (a slow GitLab).
+    pub fn slow(&self, by: std::time::Duration) {
+        self.lock().slow = by;
     }
 
     pub fn script(&self, answers: impl IntoIterator<Item = Scripted>) {
@@ -183,11 +192,14 @@ impl FakeGitlab {
             Ok(found) => found,
             Err(response) => return response,
         };
-        let scripted = {
+        let (scripted, slow) = {
             let mut inner = self.lock();
             inner.requests.push(recorded.clone());
-            inner.script.pop_front()
+            (inner.script.pop_front(), inner.slow)
         };
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
         match scripted {
             Some(Scripted::Status(status, body)) => {
                 return (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
@@ -321,6 +333,7 @@ async fn record(request: Request) -> Result<(Recorded, HeaderMap), Response> {
         content_type,
         user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()).map(String::from),
         params,
+        at: chrono::Utc::now(),
     };
     Ok((recorded, headers))
 }

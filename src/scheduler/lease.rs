@@ -32,20 +32,29 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
     pub async fn keep(self, taken: mpsc::UnboundedSender<TakenOver>, stop: CancellationToken) {
         let mut beat = tokio::time::interval((self.lease / 3).max(Duration::from_millis(10)));
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut measured: Option<tokio::time::Instant> = None;
+        let mut measured = tokio::time::Instant::now();
+        // After an outage every replica's heartbeat is stale at once: none takes over another until all have had a
+        // lease to renew theirs. At start, the others have had theirs.
+        let mut renewed_since = Some(tokio::time::Instant::now().checked_sub(self.lease).unwrap_or(measured));
         loop {
             tokio::select! {
                 _ = beat.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            if measured.is_none_or(|at| at.elapsed() >= MEASURE_EVERY) {
+            if measured.elapsed() >= MEASURE_EVERY {
                 self.measure_clock().await;
-                measured = Some(tokio::time::Instant::now());
+                measured = tokio::time::Instant::now();
             }
-            self.renew().await;
+            if !self.renew().await {
+                renewed_since = None;
+                continue;
+            }
+            let since = *renewed_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() < self.lease {
+                continue;
+            }
             match self.store.take_over(&self.replica, self.lease).await {
                 Ok(found) => {
-                    self.health.ok();
                     for dead in found {
                         log_takeover(&dead);
                         if !dead.claimed.is_empty() && taken.send(dead).is_err() {
@@ -58,7 +67,8 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
         }
     }
 
-    async fn renew(&self) {
+    /// Renews the lease; false if the store did not answer.
+    async fn renew(&self) -> bool {
         match self.store.heartbeat(&self.replica).await {
             Ok(true) => self.health.ok(),
             Ok(false) => {
@@ -69,13 +79,17 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
                      were taken over by others and will not be sent from here"
                 );
             }
-            Err(error) => self.health.failed("renewing the lease", &error),
+            Err(error) => {
+                self.health.failed("renewing the lease", &error);
+                return false;
+            }
         }
+        true
     }
 
     /// Measures the offset to the database's clock and corrects ours by it. Half the round trip is the error; the
     /// offset is taken at its low end, so that a corrected clock never runs ahead of the database's.
-    async fn measure_clock(&self) {
+    pub async fn measure_clock(&self) {
         let before = self.clock.uncorrected();
         let Ok(Some(theirs)) = self.store.clock().await else { return };
         let after = self.clock.uncorrected();
@@ -98,10 +112,6 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
 
 fn log_takeover(dead: &TakenOver) {
     let slots = dead.claimed.len() + dead.unknown;
-    if slots == 0 {
-        tracing::info!(from = owner_name(&dead.from), "a replica is gone; it left no unfinished slots");
-        return;
-    }
     tracing::warn!(
         from = owner_name(&dead.from),
         claimed = dead.claimed.len(),

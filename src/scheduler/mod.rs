@@ -147,6 +147,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             true => None,
             false => {
                 self.store.register(&self.replica).await?;
+                // The first slots are queued by the corrected clock: a fast host must not fire them early.
+                self.lease().measure_clock().await;
                 Some(tokio::spawn(self.lease().keep(taken_tx, stop_lease.clone())))
             }
         };

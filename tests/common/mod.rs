@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fake_gitlab;
+pub mod pg;
+pub mod pg_cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

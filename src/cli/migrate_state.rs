@@ -111,7 +111,7 @@ impl Progress {
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / elapsed;
         let left = Duration::from_secs((self.total.saturating_sub(done) as f64 / rate.max(1.0)).ceil() as u64);
-        let percent = if self.total == 0 { 100 } else { done.min(self.total) * 100 / self.total };
+        let percent = (done.min(self.total) * 100).checked_div(self.total).unwrap_or(100);
         let line = format!(
             "copied {done} of {} runs ({percent}%), {rate:.0} runs/s, about {} left",
             self.total,

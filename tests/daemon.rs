@@ -261,7 +261,11 @@ fn after_kill_9_the_slots_claimed_and_not_yet_sent_are_fired_by_the_restart() {
         let connection = rusqlite::Connection::open(&db).expect("opens");
         let mut statement =
             connection.prepare("SELECT schedule, slot FROM runs WHERE state = ?1 ORDER BY slot").expect("prepares");
-        statement.query_map([state], |r| Ok((r.get(0)?, r.get(1)?))).expect("reads").map(|r| r.expect("a row")).collect()
+        statement
+            .query_map([state], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("reads")
+            .map(|r| r.expect("a row"))
+            .collect()
     };
     let claimed = waiting("claimed");
     assert!(!claimed.is_empty(), "slots were waiting on their jitter when the daemon died");
@@ -278,7 +282,9 @@ fn after_kill_9_the_slots_claimed_and_not_yet_sent_are_fired_by_the_restart() {
     unique.dedup();
     assert_eq!(unique.len(), slots.len(), "a slot was fired twice: {slots:?}");
     for (_, slot) in &claimed {
-        let text = chrono::DateTime::from_timestamp_millis(*slot).expect("a time").to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let text = chrono::DateTime::from_timestamp_millis(*slot)
+            .expect("a time")
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         assert_eq!(slots.iter().filter(|s| **s == text).count(), 1, "{text} was claimed and not sent: {slots:?}");
     }
     assert!(fake.requests().len() > sent_before);

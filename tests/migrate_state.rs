@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::pg::TempDatabase;
+
 use std::path::Path;
-use std::process::Command;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pipecron::store::{Replica, Run, RunStore, StateLocation, Store, owner_name};
@@ -161,42 +162,6 @@ fn refuses_a_destination_in_use_unless_forced() {
     assert_eq!(history(&runtime, &dst), history(&runtime, &src));
 }
 
-/// A fresh database on the shared PostgreSQL at 127.0.0.1:5432, dropped at the end.
-struct TempDatabase(String);
-
-impl TempDatabase {
-    fn create() -> Option<TempDatabase> {
-        let name = format!("pipecron_mig_{:016x}", rand::random::<u64>());
-        match psql(&format!("CREATE DATABASE {name}")) {
-            Ok(()) => Some(TempDatabase(name)),
-            Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("PostgreSQL is needed under CI: {why}")
-            }
-            Err(why) => {
-                eprintln!("skipped: no PostgreSQL at 127.0.0.1:5432 ({why})");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for TempDatabase {
-    fn drop(&mut self) {
-        let _ = psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
-    }
-}
-
-fn psql(sql: &str) -> Result<(), String> {
-    let output = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
-    match output.status.success() {
-        true => Ok(()),
-        false => Err(String::from_utf8_lossy(&output.stderr).trim().to_string()),
-    }
-}
-
 #[test]
 fn copies_sqlite_to_postgres_and_back_without_showing_the_password() {
     let Some(db) = TempDatabase::create() else { return };
@@ -204,8 +169,8 @@ fn copies_sqlite_to_postgres_and_back_without_showing_the_password() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let src = path(&dir.path().join("box.db"));
     runtime.block_on(async { record_history(&open(&src).await).await });
-    let url = format!("postgres://postgres:hunter2@127.0.0.1:5432/{}?sslmode=disable", db.0);
-    let shown = format!("postgres://postgres:***@127.0.0.1:5432/{}?sslmode=disable", db.0);
+    let url = format!("postgres://postgres:hunter2@127.0.0.1:5432/{}?sslmode=disable", db.name());
+    let shown = format!("postgres://postgres:***@127.0.0.1:5432/{}?sslmode=disable", db.name());
     let no_password = |run: &common::Run| {
         assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"), "{run:#?}");
     };
@@ -216,7 +181,7 @@ fn copies_sqlite_to_postgres_and_back_without_showing_the_password() {
     assert_eq!(history(&runtime, &url), history(&runtime, &src));
 
     // Again, the password from the environment: nothing is copied twice.
-    let from_env = format!("postgres://postgres:${{PGPW}}@127.0.0.1:5432/{}?sslmode=disable", db.0);
+    let from_env = format!("postgres://postgres:${{PGPW}}@127.0.0.1:5432/{}?sslmode=disable", db.name());
     let run = Pipecron::new().env("PGPW", "hunter2").args(["migrate-state", &src, &from_env]).run().success();
     no_password(&run);
     assert_eq!(run.stdout, format!("copied 0 runs, skipped 12 already present ({src} -> {shown})\n"));

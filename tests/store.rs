@@ -165,10 +165,7 @@ async fn a_dead_replicas_claimed_rows_are_taken_over_once_and_sending_rows_becom
     assert!(store.take_over(&survivor, Duration::from_millis(30)).await.expect("answers").is_empty());
     assert_eq!(store.start_sending(key, &survivor.id).await.expect("moves"), [true]);
 
-    store
-        .release_missed(vec![("nightly".to_string(), at(0))], &survivor.id, "too late", at(3))
-        .await
-        .expect("answers");
+    store.release_missed(vec![("nightly".to_string(), at(0))], &survivor.id, "too late", at(3)).await.expect("answers");
     assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Sending, "only claimed rows are released");
 }
 
@@ -310,7 +307,9 @@ async fn sqlite_migrates_from_the_previous_schema_and_refuses_a_newer_one() {
 #[tokio::test]
 async fn postgres_migrates_from_the_previous_schema_and_refuses_a_newer_one() {
     let Some(db) = TempDatabase::create() else { return };
-    db.psql(&format!("{V1} CREATE TABLE pipecron_schema (version INTEGER NOT NULL); INSERT INTO pipecron_schema VALUES (1);"));
+    db.psql(&format!(
+        "{V1} CREATE TABLE pipecron_schema (version INTEGER NOT NULL); INSERT INTO pipecron_schema VALUES (1);"
+    ));
     let location = StateLocation::parse(&db.url(), &|_| None).expect("a location");
     check_migrated_from_v1(&pipecron::store::open(&location).await.expect("migrates")).await;
     db.psql("UPDATE pipecron_schema SET version = 99");

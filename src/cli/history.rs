@@ -32,7 +32,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         return Ok(());
     }
     let mut rows = vec![
-        ["SLOT", "SCHEDULE", "REASON", "STATE", "ATTEMPTS", "HTTP", "PIPELINE", "BY", "DETAIL"].map(String::from).to_vec(),
+        ["SLOT", "SCHEDULE", "REASON", "STATE", "ATTEMPTS", "HTTP", "PIPELINE", "BY", "DETAIL"]
+            .map(String::from)
+            .to_vec(),
     ];
     rows.extend(runs.iter().map(|run| {
         vec![

@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use super::{Error, process_env};
-use crate::store::{self, DEFAULT_LEASE, RunStore, StateLocation, StoreError, owner_name};
+use crate::store::{self, DEFAULT_LEASE, RunStore, StateLocation, Store, StoreError, owner_name};
 
 /// Rows read and written per round trip.
 const BATCH: usize = 5000;
@@ -44,15 +44,11 @@ pub async fn run(args: &Args) -> Result<(), Error> {
     }
     let source = store::open(&from).await?;
     let target = store::open(&to).await?;
-    let live = target.live_replicas(DEFAULT_LEASE).await?;
-    if !live.is_empty() && !args.force {
-        let names: Vec<&str> = live.iter().map(|r| owner_name(&r.id)).collect();
-        let reason = format!(
-            "in use by running replica{} {}; stop them first, or pass --force to copy anyway",
-            if names.len() == 1 { "" } else { "s" },
-            names.join(", ")
-        );
-        return Err(StoreError::Open { path: to.to_string(), reason }.into());
+    // A replica still running on FROM would fire the slots it holds while the new replicas take them over; one on
+    // TO would race the copy.
+    if !args.force {
+        refuse_if_in_use(&source, &from).await?;
+        refuse_if_in_use(&target, &to).await?;
     }
 
     let mut progress = Progress::new(source.count().await?);
@@ -72,6 +68,20 @@ pub async fn run(args: &Args) -> Result<(), Error> {
     progress.end(read);
     writeln!(std::io::stdout(), "copied {copied} runs, skipped {} already present ({from} -> {to})", read - copied)?;
     Ok(())
+}
+
+async fn refuse_if_in_use(store: &Store, location: &StateLocation) -> Result<(), Error> {
+    let live = store.live_replicas(DEFAULT_LEASE).await?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = live.iter().map(|r| owner_name(&r.id)).collect();
+    let reason = format!(
+        "in use by running replica{} {}; stop them first, or pass --force to copy anyway",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    Err(StoreError::Open { path: location.to_string(), reason }.into())
 }
 
 /// Reads FROM or TO as `--state` is read; its errors then name the argument.

@@ -150,7 +150,8 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     /// Records how the run ended, retrying while the store does not answer.
     async fn record(&self, name: &str, slot: DateTime<Utc>, result: &RunResult) {
         let owner = self.replica.id.as_str();
-        let recorded = self.retry("recording a run", || self.store.finish(name, slot, result, owner, self.clock.now())).await;
+        let recorded =
+            self.retry("recording a run", || self.store.finish(name, slot, result, owner, self.clock.now())).await;
         if !recorded {
             tracing::warn!(schedule = name, %slot, "the run was taken over by another replica; its ending is theirs");
         }

@@ -79,10 +79,13 @@ pub struct Fired {
     pub lateness_ms: i64,
 }
 
+/// A slot to claim and fire: its schedule, its time, and why.
+type ToFire = (Arc<Schedule>, DateTime<Utc>, Reason);
+
 /// Slots the store could not take while it was away, to be claimed once it answers.
 #[derive(Default)]
 struct Unclaimed {
-    slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>,
+    slots: Vec<ToFire>,
     /// When to try again, and how long to wait after that.
     retry_at: Option<DateTime<Utc>>,
     wait: Duration,
@@ -320,7 +323,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         self.dispatch(fires);
     }
 
-    fn put_back(&self, slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>) {
+    fn put_back(&self, slots: Vec<ToFire>) {
         put_back(&self.unclaimed, slots, self.clock.now());
     }
 
@@ -359,7 +362,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 
     /// Claims the slots in one transaction and fires the ones this replica won, without waiting for either. Slots
     /// the store does not take (it is away) wait in `unclaimed`: none is fired without a claim.
-    fn dispatch(&mut self, fires: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>) {
+    fn dispatch(&mut self, fires: Vec<ToFire>) {
         if fires.is_empty() {
             return;
         }
@@ -446,7 +449,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 }
 
 /// Returns slots the store did not take to `unclaimed`, and sets when to try again, backing off.
-fn put_back(unclaimed: &Mutex<Unclaimed>, slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>, now: DateTime<Utc>) {
+fn put_back(unclaimed: &Mutex<Unclaimed>, slots: Vec<ToFire>, now: DateTime<Utc>) {
     let mut unclaimed = unclaimed.lock().unwrap_or_else(|p| p.into_inner());
     unclaimed.slots.extend(slots);
     unclaimed.wait = (unclaimed.wait * 2).clamp(Duration::from_millis(500), CLAIM_RETRY_CAP);
@@ -456,11 +459,8 @@ fn put_back(unclaimed: &Mutex<Unclaimed>, slots: Vec<(Arc<Schedule>, DateTime<Ut
 
 /// Of each schedule's due slots, the newest is fired (on time, or as a catch-up within its window); the older
 /// ones, and a newest too late to catch up, are missed.
-fn newest_of_each(
-    slots: Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>,
-    now: DateTime<Utc>,
-) -> (Vec<(Arc<Schedule>, DateTime<Utc>, Reason)>, Vec<crate::store::Key>) {
-    let mut newest: HashMap<Arc<str>, (Arc<Schedule>, DateTime<Utc>, Reason)> = HashMap::new();
+fn newest_of_each(slots: Vec<ToFire>, now: DateTime<Utc>) -> (Vec<ToFire>, Vec<crate::store::Key>) {
+    let mut newest: HashMap<Arc<str>, ToFire> = HashMap::new();
     let mut missed = Vec::new();
     for (schedule, slot, reason) in slots {
         let name = schedule.name.clone();

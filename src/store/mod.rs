@@ -183,11 +183,7 @@ pub trait RunStore: Send + Sync {
 
     /// Moves `owner`'s `claimed` rows to `sending`, in one statement; `false` for a row it no longer owns (taken
     /// over), whose request must then not be sent.
-    fn start_sending(
-        &self,
-        keys: Vec<Key>,
-        owner: &str,
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+    fn start_sending(&self, keys: Vec<Key>, owner: &str) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
     /// Records how a run ended; `Ok(false)` if `owner` no longer owns it (it was taken over).
     fn finish(
@@ -210,7 +206,8 @@ pub trait RunStore: Send + Sync {
 
     /// Records slots that passed while pipecron was down and were too old to catch up. A slot that already has a
     /// row keeps it: another replica may have fired it.
-    fn record_missed(&self, slots: Vec<Key>, now: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_missed(&self, slots: Vec<Key>, now: DateTime<Utc>)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The newest slot the schedule itself produced (fired, caught up or missed; not `run-now`), per schedule:
     /// where catch-up starts counting.
@@ -251,11 +248,7 @@ pub trait RunStore: Send + Sync {
     fn clock(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 
     /// Up to `limit` rows after `after` in (slot, schedule) order, as they are: for copying a history.
-    fn export(
-        &self,
-        after: Option<Key>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
+    fn export(&self, after: Option<Key>, limit: usize) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
 
     /// Inserts rows as they are, keeping any existing row; the number inserted.
     fn import(&self, runs: Vec<Run>) -> impl Future<Output = Result<usize, StoreError>> + Send;
@@ -397,6 +390,11 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 const GATHER: Duration = Duration::from_millis(10);
 /// At most this many rows share one statement or transaction.
 const BATCH: usize = 1000;
+
+/// Moves slots to `sending`, a batch per statement: (keys, owner) → whether each moved.
+type SendingBatcher = crate::batch::Batcher<(Vec<Key>, String), Result<Vec<bool>, StoreError>>;
+/// Records results, a batch per transaction.
+type FinishBatcher = crate::batch::Batcher<Finish, Result<bool, StoreError>>;
 
 /// A run's result on its way to a store's writer.
 struct Finish {

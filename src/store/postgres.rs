@@ -16,8 +16,8 @@ use tokio_postgres::Row;
 use super::location::{PostgresUrl, SslMode};
 use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
 use super::{
-    BATCH, Finish, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, each_answer,
-    instant, lease_millis, millis,
+    BATCH, Finish, FinishBatcher, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, SendingBatcher,
+    StoreError, TakenOver, each_answer, instant, lease_millis, millis,
 };
 use crate::batch::Batcher;
 use crate::trigger::{Pipeline, Reason, RunResult};
@@ -33,8 +33,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// The URL, masked, for messages.
     location: Arc<str>,
-    sending: Arc<OnceLock<Batcher<(Vec<Key>, String), Result<Vec<bool>, StoreError>>>>,
-    finishes: Arc<OnceLock<Batcher<Finish, Result<bool, StoreError>>>>,
+    sending: Arc<OnceLock<SendingBatcher>>,
+    finishes: Arc<OnceLock<FinishBatcher>>,
 }
 
 impl PostgresStore {
@@ -75,10 +75,10 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Unreachable {
-            location: self.location.to_string(),
-            reason: pool_error(&e),
-        })
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unreachable { location: self.location.to_string(), reason: pool_error(&e) })
     }
 
     fn error(&self, e: tokio_postgres::Error) -> StoreError {
@@ -118,13 +118,21 @@ impl PostgresStore {
         steps.await.map_err(|e| self.error(e))
     }
 
-    async fn query(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(|e| self.error(e))?;
         client.query(&statement, params).await.map_err(|e| self.error(e))
     }
 
-    async fn execute(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<u64, StoreError> {
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(|e| self.error(e))?;
         client.execute(&statement, params).await.map_err(|e| self.error(e))
@@ -148,7 +156,10 @@ impl PostgresStore {
             )
             .await?;
         let moved = keys_of(&rows);
-        Ok(batch.iter().map(|(keys, _)| keys.iter().map(|(n, s)| moved.contains(&(n.clone(), millis(*s)))).collect()).collect())
+        Ok(batch
+            .iter()
+            .map(|(keys, _)| keys.iter().map(|(n, s)| moved.contains(&(n.clone(), millis(*s)))).collect())
+            .collect())
     }
 
     async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
@@ -170,8 +181,18 @@ impl PostgresStore {
                    AND r.state IN ('claimed', 'sending')
                  RETURNING r.schedule, r.slot",
                 &[
-                    &c.schedule, &c.slot, &c.owner, &c.state, &c.attempts, &c.finished_at, &c.http_status,
-                    &c.pipeline_id, &c.pipeline_iid, &c.pipeline_status, &c.web_url, &c.error,
+                    &c.schedule,
+                    &c.slot,
+                    &c.owner,
+                    &c.state,
+                    &c.attempts,
+                    &c.finished_at,
+                    &c.http_status,
+                    &c.pipeline_id,
+                    &c.pipeline_iid,
+                    &c.pipeline_status,
+                    &c.web_url,
+                    &c.error,
                 ],
             )
             .await?;
@@ -376,14 +397,14 @@ impl RunStore for PostgresStore {
         .map(drop)
     }
 
-    async fn record_missed(&self, slots: Vec<Key>, _now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn record_missed(&self, slots: Vec<Key>, now: DateTime<Utc>) -> Result<(), StoreError> {
         let names: Vec<&str> = slots.iter().map(|(n, _)| n.as_str()).collect();
         let times: Vec<i64> = slots.iter().map(|(_, t)| millis(*t)).collect();
         self.execute(
-            "INSERT INTO runs (schedule, slot, reason, state, attempts)
-             SELECT s, t, 'schedule', 'missed', 0 FROM unnest($1::text[], $2::bigint[]) AS k(s, t)
+            "INSERT INTO runs (schedule, slot, reason, state, attempts, finished_at)
+             SELECT s, t, 'schedule', 'missed', 0, $3 FROM unnest($1::text[], $2::bigint[]) AS k(s, t)
              ON CONFLICT DO NOTHING",
-            &[&names, &times],
+            &[&names, &times, &millis(now)],
         )
         .await
         .map(drop)
@@ -467,7 +488,8 @@ impl RunStore for PostgresStore {
         let (schedule, slot) = after.map_or((String::new(), i64::MIN), |(s, t)| (s, millis(t)));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = format!(
-            "SELECT {COLUMNS} FROM runs WHERE slot > $1 OR (slot = $1 AND schedule > $2) ORDER BY slot, schedule LIMIT $3"
+            "SELECT {COLUMNS} FROM runs WHERE slot >= $1 AND (slot > $1 OR schedule > $2)
+             ORDER BY slot, schedule LIMIT $3"
         );
         Ok(self.query(&sql, &[&slot, &schedule, &limit]).await?.iter().map(read_run).collect())
     }
@@ -487,8 +509,19 @@ impl RunStore for PostgresStore {
                      ON CONFLICT DO NOTHING"
                 ),
                 &[
-                    &c.schedule, &c.slot, &c.reason, &c.state, &c.attempts, &c.started_at, &c.finished_at,
-                    &c.http_status, &c.pipeline_id, &c.pipeline_iid, &c.pipeline_status, &c.web_url, &c.error,
+                    &c.schedule,
+                    &c.slot,
+                    &c.reason,
+                    &c.state,
+                    &c.attempts,
+                    &c.started_at,
+                    &c.finished_at,
+                    &c.http_status,
+                    &c.pipeline_id,
+                    &c.pipeline_iid,
+                    &c.pipeline_status,
+                    &c.web_url,
+                    &c.error,
                     &c.owner,
                 ],
             )

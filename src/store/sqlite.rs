@@ -16,8 +16,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
 use super::{
-    BATCH, Finish, GATHER, Key, each_answer, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, instant, lease_millis,
-    millis,
+    BATCH, Finish, FinishBatcher, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, SendingBatcher,
+    StoreError, TakenOver, each_answer, instant, lease_millis, millis,
 };
 use crate::batch::Batcher;
 use crate::trigger::{Pipeline, Reason, RunResult};
@@ -26,10 +26,10 @@ use crate::trigger::{Pipeline, Reason, RunResult};
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
     /// `claimed` → `sending`, for every slot that queued up while the last statement ran.
-    sending: Arc<OnceLock<Batcher<(Vec<Key>, String), Result<Vec<bool>, StoreError>>>>,
+    sending: Arc<OnceLock<SendingBatcher>>,
     /// Results, group-committed: under a burst one transaction records many runs, and each `finish` still returns
     /// only once its row is committed.
-    finishes: Arc<OnceLock<Batcher<Finish, Result<bool, StoreError>>>>,
+    finishes: Arc<OnceLock<FinishBatcher>>,
 }
 
 fn query_error(e: rusqlite::Error) -> StoreError {
@@ -156,12 +156,13 @@ fn insert_many(
     let mut inserted = Vec::with_capacity(rows.len());
     {
         let mut statement = transaction.prepare_cached(
-            "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at, owner)
-             VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT DO NOTHING",
+            "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at, finished_at, owner)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7) ON CONFLICT DO NOTHING",
         )?;
+        let claimed = state == RunState::Claimed;
+        let (started, finished) = (claimed.then(|| millis(now)), (!claimed).then(|| millis(now)));
         for (schedule, slot, reason) in rows {
-            let started = (state == RunState::Claimed).then(|| millis(now));
-            let row = params![schedule, millis(*slot), reason.as_str(), state.as_str(), started, owner];
+            let row = params![schedule, millis(*slot), reason.as_str(), state.as_str(), started, finished, owner];
             inserted.push(statement.execute(row)? == 1);
         }
     }
@@ -231,7 +232,8 @@ fn take_over(c: &mut Connection, me: &Replica, lease: Duration) -> rusqlite::Res
     let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let gone: Vec<String> = {
         let mut statement = transaction.prepare_cached("SELECT id, pid FROM replicas WHERE host = $1 AND id <> $2")?;
-        let rows = statement.query_map(params![me.host, me.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let rows =
+            statement.query_map(params![me.host, me.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.filter_map(Result::ok).filter(|(_, pid)| !pid_alive(*pid)).map(|(id, _)| id).collect()
     };
     for id in gone {
@@ -251,10 +253,12 @@ fn take_over(c: &mut Connection, me: &Replica, lease: Duration) -> rusqlite::Res
             params![now, died_while_sending(&owner), owner],
         )?;
         let sql = format!("UPDATE runs SET owner = $1 WHERE owner = $2 AND state = 'claimed' RETURNING {COLUMNS}");
-        let claimed = transaction.prepare(&sql)?.query_map(params![me.id, owner], read_run)?.collect::<Result<_, _>>()?;
+        let claimed =
+            transaction.prepare(&sql)?.query_map(params![me.id, owner], read_run)?.collect::<Result<_, _>>()?;
         taken.push(TakenOver { from: owner, claimed, unknown });
     }
-    transaction.execute("DELETE FROM replicas WHERE heartbeat < $1 AND id <> $2", params![now - lease_millis(lease), me.id])?;
+    transaction
+        .execute("DELETE FROM replicas WHERE heartbeat < $1 AND id <> $2", params![now - lease_millis(lease), me.id])?;
     transaction.commit()?;
     Ok(taken)
 }

@@ -3,57 +3,22 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::{setup, slots_by_schedule, write_schedules};
 use common::fake_gitlab::{FakeGitlab, TOKEN};
 
-struct Daemon {
-    child: Child,
-}
+struct Daemon;
 
 impl Daemon {
-    fn start(dir: &Path) -> Self {
+    fn start(dir: &Path) -> common::daemon::Daemon {
         Daemon::start_with(dir, &["--shutdown-grace", "2s"])
     }
 
-    fn start_with(dir: &Path, args: &[&str]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_pipecron"))
-            .args(["run", "--log-format", "json"])
-            .args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("TRIGGER_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the daemon starts");
-        Daemon { child }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{signal}");
-    }
-
-    /// Sends SIGTERM and returns the exit code and the logs.
-    fn stop(mut self) -> (Option<i32>, String) {
-        self.signal("TERM");
-        let output = wait_with_timeout(&mut self.child);
-        (output.0, output.1)
-    }
-
-    fn kill9(mut self) {
-        self.signal("KILL");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
+    fn start_with(dir: &Path, args: &[&str]) -> common::daemon::Daemon {
+        common::daemon::Daemon::spawn(dir, args, &[])
     }
 }
 
@@ -70,33 +35,6 @@ fn wait_with_timeout(child: &mut Child) -> (Option<i32>, String) {
         assert!(Instant::now() < deadline, "the daemon did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn setup(fake: &FakeGitlab, schedules: &str) -> (tempfile::TempDir, PathBuf) {
-    let url = fake.start_in_background();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    std::fs::create_dir(dir.path().join("schedules")).expect("creates");
-    let file = dir.path().join("schedules/s.yaml");
-    write_schedules(&file, &url, schedules);
-    (dir, file)
-}
-
-fn write_schedules(file: &Path, url: &str, schedules: &str) {
-    let text = format!(
-        "defaults:\n  gitlab: {url}\n  token: ${{TRIGGER_TOKEN}}\n  project: 9\n  ref: master\n  retries: 0\nschedules:\n{schedules}"
-    );
-    std::fs::write(file, text).expect("writes");
-}
-
-/// The slots the fake received, per schedule.
-fn slots_by_schedule(fake: &FakeGitlab) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for request in fake.requests() {
-        let variables = &request.params["variables"];
-        let name = variables["PIPECRON_SCHEDULE"].as_str().unwrap_or_default().to_string();
-        out.entry(name).or_default().push(variables["PIPECRON_SLOT"].as_str().unwrap_or_default().to_string());
-    }
-    out
 }
 
 fn sleep(ms: u64) {

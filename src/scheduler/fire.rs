@@ -24,7 +24,7 @@ use crate::trigger::{self, Backoff, Ending, Overrides, Reason, RunResult, Trigge
 pub type InFlight = Arc<Mutex<HashMap<(Arc<str>, DateTime<Utc>), bool>>>;
 
 /// How long a store call is retried at most between tries while the store does not answer.
-const STORE_RETRY_CAP: Duration = Duration::from_secs(30);
+const STORE_RETRY_CAP: Duration = Duration::from_secs(5);
 
 /// A claimed slot, ready to fire: its request is built before the slot comes.
 pub struct Slot {

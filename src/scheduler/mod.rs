@@ -41,7 +41,7 @@ const LEAD: Duration = Duration::from_millis(10);
 /// At most this many missed slots are recorded per schedule at once; older ones are counted in the log only.
 const MAX_MISSED: usize = 10_000;
 /// How long the loop waits at most before it tries again to claim slots the store did not take.
-const CLAIM_RETRY_CAP: Duration = Duration::from_secs(30);
+const CLAIM_RETRY_CAP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Options {

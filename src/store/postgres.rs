@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::location::{PostgresUrl, SslMode};
 use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
@@ -118,24 +119,30 @@ impl PostgresStore {
         steps.await.map_err(|e| self.error(e))
     }
 
-    async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| self.error(e))?;
-        client.query(&statement, params).await.map_err(|e| self.error(e))
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        // A connection the pool still holds may have died with a restart of the server: the first use finds out,
+        // and one more try on a fresh connection tells a dead connection from a dead server.
+        for _ in 0..2 {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await;
+            match statement {
+                Ok(statement) => match client.query(&statement, params).await {
+                    Err(e) if e.is_closed() => continue,
+                    other => return other.map_err(|e| self.error(e)),
+                },
+                Err(e) if e.is_closed() => continue,
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        let reason = "the connection closed, twice".to_string();
+        Err(StoreError::Unreachable { location: self.location.to_string(), reason })
     }
 
-    async fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| self.error(e))?;
-        client.execute(&statement, params).await.map_err(|e| self.error(e))
+    /// Runs an INSERT, UPDATE or DELETE through `query`, with its retry, and counts the rows it touched.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let sql = format!("WITH done AS ({sql} RETURNING 1) SELECT COUNT(*) FROM done");
+        let rows = self.query(&sql, params).await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
     }
 
     async fn start_sending_many(&self, batch: Vec<(Vec<Key>, String)>) -> Result<Vec<Vec<bool>>, StoreError> {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fake_gitlab;
 pub mod pg;
 pub mod pg_cluster;

@@ -121,7 +121,8 @@ fn mask(url: &url::Url) -> String {
             (k.into_owned(), v)
         })
         .collect();
-    if !pairs.is_empty() {
+    // The query is rebuilt (and so re-encoded) only when it holds a password: otherwise it is shown as written.
+    if pairs.iter().any(|(k, _)| k == "password") {
         shown.set_query(None);
         shown.query_pairs_mut().extend_pairs(pairs);
     }

@@ -109,6 +109,42 @@ impl PgCluster {
         self.run(&format!("psql -c {sql:?}"), &mut psql).trim().to_owned()
     }
 
+    /// The data directory, where postgresql.conf, pg_hba.conf and the server's own files live.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data()
+    }
+
+    /// Appends settings to postgresql.conf; they take effect at the next `start_again`.
+    pub fn append_conf(&self, settings: &str) {
+        OpenOptions::new()
+            .append(true)
+            .open(self.data().join("postgresql.conf"))
+            .and_then(|mut conf| conf.write_all(format!("\n{settings}\n").as_bytes()))
+            .expect("postgresql.conf takes more settings");
+    }
+
+    /// Replaces pg_hba.conf; it takes effect at the next `start_again`.
+    pub fn write_hba(&self, rules: &str) {
+        fs::write(self.data().join("pg_hba.conf"), rules).expect("pg_hba.conf is written");
+    }
+
+    /// Writes a file with `mode` that the server's user owns (the `postgres` user when the tests run as root), as
+    /// PostgreSQL wants of its private key.
+    pub fn write_owned_by_server(&self, path: &Path, bytes: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(path, bytes).unwrap_or_else(|e| panic!("{} is written: {e}", path.display()));
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{} takes mode {mode:o}: {e}", path.display()));
+        if self.as_root {
+            self.run("chown", Command::new("chown").arg("postgres:").arg(path));
+        }
+    }
+
+    /// What the server has logged so far.
+    pub fn server_log(&self) -> String {
+        self.log()
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::*;
 use crate::clock::TokioClock;
 use crate::config::diag::{Reporter, Scope};
-use crate::store::{RunState, SqliteStore};
+use crate::store::{Key, RunState, SqliteStore};
 use crate::trigger::{Attempt, Pipeline, TriggerRequest};
 
 /// Answers every request with a new pipeline (or hangs), noting what was sent and when.
@@ -56,9 +56,108 @@ fn schedules(body: &str) -> Vec<Arc<Schedule>> {
     loaded
 }
 
+/// A store that can be made unreachable, as a database that goes away.
+struct Flaky {
+    store: SqliteStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Flaky {
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err(StoreError::Unreachable { location: "test".into(), reason: "down".into() }),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Each call fails while the store is down, and goes through to SQLite otherwise.
+macro_rules! through {
+    ($self:ident . $call:ident ( $($arg:expr),* )) => {{
+        $self.check()?;
+        $self.store.$call($($arg),*).await
+    }};
+}
+
+impl RunStore for Flaky {
+    async fn claim_many(
+        &self,
+        slots: Vec<(String, DateTime<Utc>, Reason)>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        through!(self.claim_many(slots, owner, now))
+    }
+    async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
+        through!(self.start_sending(keys, owner))
+    }
+    async fn finish(
+        &self,
+        schedule: &str,
+        slot: DateTime<Utc>,
+        result: &RunResult,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        through!(self.finish(schedule, slot, result, owner, now))
+    }
+    async fn release_missed(
+        &self,
+        keys: Vec<Key>,
+        owner: &str,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        through!(self.release_missed(keys, owner, why, now))
+    }
+    async fn record_missed(&self, slots: Vec<Key>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        through!(self.record_missed(slots, now))
+    }
+    async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        through!(self.last_slots())
+    }
+    async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
+        through!(self.last_runs())
+    }
+    async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        through!(self.history(schedule, limit))
+    }
+    async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
+        through!(self.register(replica))
+    }
+    async fn heartbeat(&self, replica: &Replica) -> Result<bool, StoreError> {
+        through!(self.heartbeat(replica))
+    }
+    async fn deregister(&self, replica: &Replica) -> Result<(), StoreError> {
+        through!(self.deregister(replica))
+    }
+    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
+        through!(self.take_over(me, lease))
+    }
+    async fn live_replicas(&self, lease: Duration) -> Result<Vec<crate::store::ReplicaRow>, StoreError> {
+        through!(self.live_replicas(lease))
+    }
+    async fn clock(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        through!(self.clock())
+    }
+    async fn export(&self, after: Option<Key>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        through!(self.export(after, limit))
+    }
+    async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {
+        through!(self.import(runs))
+    }
+    async fn count(&self) -> Result<u64, StoreError> {
+        through!(self.count())
+    }
+}
+
 struct Harness {
     dir: tempfile::TempDir,
-    store: Arc<SqliteStore>,
+    store: Arc<Flaky>,
     trigger: Arc<Recorder>,
     clock: Arc<TokioClock>,
     reloads: mpsc::Sender<Vec<Arc<Schedule>>>,
@@ -75,7 +174,8 @@ impl Harness {
         seed: &[(&str, DateTime<Utc>)],
     ) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).expect("opens"));
+        let store = SqliteStore::open(&dir.path().join("state.db")).expect("opens");
+        let store = Arc::new(Flaky { store, down: Default::default() });
         for (name, slot) in seed {
             assert!(store.claim(name, *slot, Reason::Schedule, "seed", *slot).await.expect("claims"));
             let done = RunResult { ending: Ending::Succeeded, ..RunResult::unanswered(Ending::Succeeded, None) };
@@ -290,4 +390,96 @@ async fn a_step_back_fires_nothing_twice() {
     let slots: Vec<DateTime<Utc>> = fired.iter().map(|f| f.slot).collect();
     assert_eq!(slots, [slot(12, 2, 0), slot(12, 3, 0)]);
     h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_store_is_away_nothing_is_fired_and_then_the_newest_slot_is_caught_up() {
+    let list = schedules("  minutely:\n    cron: \"0 * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    assert_eq!(h.next(1).await[0].slot, slot(12, 1, 0));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    h.store.set_down(true);
+    // 12:02, 12:03 and 12:04 pass without a claim.
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    assert_eq!(h.trigger.sent().len(), 1, "nothing is fired without a claim");
+    h.store.set_down(false);
+    let fired = h.next(2).await;
+    let slots: Vec<DateTime<Utc>> = fired.iter().map(|f| f.slot).collect();
+    assert_eq!(slots, [slot(12, 4, 0), slot(12, 5, 0)]);
+    let store = h.store.clone();
+    h.stop().await;
+    let runs = store.history(Some("minutely"), 10).await.expect("reads");
+    let states: Vec<(DateTime<Utc>, RunState)> = runs.iter().map(|r| (r.slot, r.state)).collect();
+    assert_eq!(
+        states,
+        [
+            (slot(12, 5, 0), RunState::Succeeded),
+            (slot(12, 4, 0), RunState::Succeeded),
+            (slot(12, 3, 0), RunState::Missed),
+            (slot(12, 2, 0), RunState::Missed),
+            (slot(12, 1, 0), RunState::Succeeded)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_replicas_unsent_slots_are_fired_and_its_sending_ones_left_unknown() {
+    let list = schedules("  five:\n    cron: \"5 * * * * *\"\n    catch_up: 1h\n");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("state.db");
+    let store = SqliteStore::open(&path).expect("opens");
+    let dead = "gone-host:42:0";
+    for at in [slot(11, 59, 5), slot(11, 58, 5), slot(10, 0, 5)] {
+        assert!(store.claim("five", at, Reason::Schedule, dead, at).await.expect("claims"));
+    }
+    store.start_sending(vec![("five".into(), slot(11, 58, 5))], dead).await.expect("moves");
+    drop(store);
+
+    let store = Arc::new(SqliteStore::open(&path).expect("opens"));
+    let trigger = Arc::new(Recorder::default());
+    let clock = Arc::new(TokioClock::starting_at(start_time()));
+    let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), clock, Options::default());
+    let (fired_tx, mut fired) = mpsc::unbounded_channel();
+    scheduler.report_to(fired_tx);
+    let (_reloads, reload_rx) = mpsc::channel(4);
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(scheduler.run(list, reload_rx, async move {
+        let _ = stop_rx.await;
+    }));
+    let first = fired.recv().await.expect("fires");
+    assert_eq!((first.slot, first.reason), (slot(11, 59, 5), Reason::Schedule), "the unsent slot, on time");
+    assert_eq!(fired.recv().await.expect("fires").slot, slot(12, 0, 5));
+    let _ = stop.send(());
+    task.await.expect("joins").expect("runs");
+    let sent: Vec<String> = trigger.sent().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(sent, ["2026-11-24T11:59:05Z", "2026-11-24T12:00:05Z"], "the sending one is never sent again");
+    let runs = store.history(Some("five"), 10).await.expect("reads");
+    let state = |at: DateTime<Utc>| runs.iter().find(|r| r.slot == at).map(|r| (r.state, r.error.clone()));
+    assert_eq!(state(slot(11, 59, 5)).map(|s| s.0), Some(RunState::Succeeded));
+    let (unknown, why) = state(slot(11, 58, 5)).expect("a row");
+    assert_eq!(unknown, RunState::Unknown);
+    assert!(why.is_some_and(|w| w.contains("replica gone-host:42 died while sending")));
+    let (missed, why) = state(slot(10, 0, 5)).expect("a row");
+    assert_eq!(missed, RunState::Missed);
+    assert!(why.is_some_and(|w| w.contains("past its catch-up window")), "too old to fire");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_still_waiting_on_its_jitter_at_shutdown_is_left_for_the_next_replica() {
+    let list = schedules("  spread:\n    cron: \"0 0 * * *\"\n    jitter: 1h\n");
+    let options = Options { shutdown_grace: Duration::from_secs(1), ..Options::default() };
+    let h = Harness::start(list, options, Recorder::default(), &[]).await;
+    // 00:00 tomorrow is claimed; its request waits up to an hour.
+    h.clock.step(chrono::Duration::hours(12) - chrono::Duration::seconds(1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let store = h.store.clone();
+    let trigger = h.trigger.clone();
+    h.stop().await;
+    let runs = store.history(Some("spread"), 5).await.expect("reads");
+    if trigger.sent().is_empty() {
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].state, RunState::Claimed, "never sent, so not unknown: another replica fires it");
+    } else {
+        assert_eq!(runs[0].state, RunState::Succeeded, "the jitter happened to be under 2 s (1 in 1,800)");
+    }
 }

@@ -259,3 +259,54 @@ fn http_proxy_is_honoured_and_no_proxy_bypasses_it() {
     assert!(direct.stderr.contains("cannot connect to gitlab.invalid"), "{direct:#?}");
     assert_eq!(fake.requests().len(), 1);
 }
+
+#[test]
+fn run_now_status_and_history_work_on_postgres_and_the_token_stays_out_of_it() {
+    let Some(db) = common::pg::TempDatabase::create() else { return };
+    let setup = Setup::new(FakeGitlab::new());
+    let state = db.url();
+    setup.run(&["--state", &state, "run-now", "nightly"]).success();
+    let history = setup.run(&["--state", &state, "history", "--json"]).success();
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout).expect("JSON");
+    assert_eq!(runs[0]["state"], json!("succeeded"));
+    assert_eq!(runs[0]["pipeline"]["id"], json!(1001));
+    let owner = runs[0]["owner"].as_str().expect("an owner");
+    let (host, pid) = owner.rsplit_once(':').expect("HOST:PID");
+    assert!(!host.is_empty() && pid.parse::<u32>().is_ok(), "{owner}");
+    let status = setup.run(&["--state", &state, "status", "--json"]).success();
+    let rows: serde_json::Value = serde_json::from_str(&status.stdout).expect("JSON");
+    let nightly = rows.as_array().expect("rows").iter().find(|r| r["name"] == json!("nightly")).expect("nightly");
+    assert_eq!(nightly["last_run"]["state"], json!("succeeded"));
+    let stored = db.psql("SELECT string_agg(coalesce(error, '') || coalesce(web_url, '') || owner, ' ') FROM runs");
+    assert!(!stored.contains(&TOKEN[6..]), "the database holds no token");
+    assert_eq!(db.psql("SELECT count(*) FROM replicas"), "0", "run-now deregisters when it is done");
+}
+
+#[test]
+fn status_says_when_the_postgres_store_is_unreachable_and_never_shows_the_password() {
+    let setup = Setup::new(FakeGitlab::new());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("an address").port();
+    let state = format!("postgres://pipecron:${{PGPASSWORD}}@127.0.0.1:{port}/pipecron?sslmode=disable");
+    let run = setup.pipecron().env("PGPASSWORD", "hunter2-pw").args(["--state", &state, "status"]).run();
+    assert_eq!(run.status, 1, "{run:#?}");
+    assert!(run.stderr.contains(&format!("postgres://pipecron:***@127.0.0.1:{port}/pipecron")), "{run:#?}");
+    assert!(run.stderr.contains("is unreachable"), "{run:#?}");
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+    let quiet = setup.pipecron().env("PGPASSWORD", "hunter2-pw").args(["--state", &state, "status", "--quiet"]).run();
+    assert_eq!(quiet.status, 1, "the health check fails: {quiet:#?}");
+}
+
+#[test]
+fn three_processes_starting_on_a_new_state_file_at_once_all_succeed() {
+    let setup = Setup::new(FakeGitlab::new());
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let command = setup.pipecron().args(["--state", "fresh/state.db", "history"]);
+            std::thread::spawn(move || command.run())
+        })
+        .collect();
+    for run in runs {
+        let run = run.join().expect("joins");
+        assert_eq!(run.status, 0, "{run:#?}");
+    }
+}

@@ -8,29 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::pg_cluster::PgCluster;
+use common::pki::{Pki, pki};
 use common::{Pipecron, Run};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-
-/// A private CA and a certificate for the name `localhost` only (not 127.0.0.1) that it signed, as PEM.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().expect("a CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("a server key");
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("server params")
-        .signed_by(&key, &issuer)
-        .expect("a server certificate");
-    Pki { ca: ca.pem(), cert: cert.pem(), key: key.serialize_pem() }
-}
 
 /// Turns TLS on with `pki`'s certificate and lets clients in over TCP only with TLS; restarts the cluster.
 fn serve_tls_only(cluster: &PgCluster, pki: &Pki) {

@@ -11,30 +11,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use chrono::{TimeZone, Utc};
 use common::fake_gitlab::{FakeGitlab, TOKEN};
+use common::pki::{Pki, pki};
 use common::{Pipecron, in_background};
 use pipecron::trigger::{Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest, fire};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-
-/// A private CA and a certificate for `localhost` that it signed, as PEM.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().expect("a CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("a server key");
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("server params")
-        .signed_by(&key, &issuer)
-        .expect("a server certificate");
-    Pki { ca: ca.pem(), cert: cert.pem(), key: key.serialize_pem() }
-}
 
 /// Serves the fake over TLS on 127.0.0.1; returns `https://localhost:PORT`.
 async fn start_tls(fake: &FakeGitlab, pki: &Pki) -> String {

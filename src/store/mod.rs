@@ -404,6 +404,14 @@ struct Finish {
     now: DateTime<Utc>,
 }
 
+/// Hands an item to a store's batcher and waits for its answer.
+async fn submit<I: Send + 'static, O: Send + 'static>(
+    batcher: &crate::batch::Batcher<I, Result<O, StoreError>>,
+    item: I,
+) -> Result<O, StoreError> {
+    batcher.submit(item).await.unwrap_or_else(|| Err(StoreError::Query("the store's writer has stopped".into())))
+}
+
 /// Answers every item of a batch: its own answer, or the batch's one error.
 fn each_answer<T: Clone>(written: Result<Vec<T>, StoreError>, len: usize) -> Vec<Result<T, StoreError>> {
     match written {

@@ -18,7 +18,7 @@ use super::location::{PostgresUrl, SslMode};
 use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
 use super::{
     BATCH, Finish, FinishBatcher, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, SendingBatcher,
-    StoreError, TakenOver, each_answer, instant, lease_millis, millis,
+    StoreError, TakenOver, each_answer, instant, lease_millis, millis, submit,
 };
 use crate::batch::Batcher;
 use crate::trigger::{Pipeline, Reason, RunResult};
@@ -195,10 +195,10 @@ impl PostgresStore {
                     &c.attempts,
                     &c.finished_at,
                     &c.http_status,
-                    &c.pipeline_id,
-                    &c.pipeline_iid,
-                    &c.pipeline_status,
-                    &c.web_url,
+                    &c.pipeline.id,
+                    &c.pipeline.iid,
+                    &c.pipeline.status,
+                    &c.pipeline.web_url,
                     &c.error,
                 ],
             )
@@ -254,16 +254,30 @@ struct FinishColumns {
     attempts: Vec<i32>,
     finished_at: Vec<i64>,
     http_status: Vec<Option<i32>>,
-    pipeline_id: Vec<Option<i64>>,
-    pipeline_iid: Vec<Option<i64>>,
-    pipeline_status: Vec<Option<String>>,
-    web_url: Vec<Option<String>>,
+    pipeline: PipelineColumns,
     error: Vec<Option<String>>,
+}
+
+/// A pipeline's columns, as arrays for `unnest`.
+#[derive(Default)]
+struct PipelineColumns {
+    id: Vec<Option<i64>>,
+    iid: Vec<Option<i64>>,
+    status: Vec<Option<String>>,
+    web_url: Vec<Option<String>>,
+}
+
+impl PipelineColumns {
+    fn push(&mut self, pipeline: Option<&Pipeline>) {
+        self.id.push(pipeline.map(|p| p.id as i64));
+        self.iid.push(pipeline.and_then(|p| p.iid).map(|i| i as i64));
+        self.status.push(pipeline.map(|p| p.status.clone()));
+        self.web_url.push(pipeline.and_then(|p| p.web_url.clone()));
+    }
 }
 
 impl FinishColumns {
     fn push(&mut self, Finish { key: (schedule, slot), result, owner, now }: &Finish) {
-        let pipeline = result.pipeline.as_ref();
         self.schedule.push(schedule.clone());
         self.slot.push(millis(*slot));
         self.owner.push(owner.clone());
@@ -271,10 +285,7 @@ impl FinishColumns {
         self.attempts.push(i32::try_from(result.attempts).unwrap_or(i32::MAX));
         self.finished_at.push(millis(*now));
         self.http_status.push(result.http_status.map(i32::from));
-        self.pipeline_id.push(pipeline.map(|p| p.id as i64));
-        self.pipeline_iid.push(pipeline.and_then(|p| p.iid).map(|i| i as i64));
-        self.pipeline_status.push(pipeline.map(|p| p.status.clone()));
-        self.web_url.push(pipeline.and_then(|p| p.web_url.clone()));
+        self.pipeline.push(result.pipeline.as_ref());
         self.error.push(result.error.clone());
     }
 }
@@ -361,8 +372,7 @@ impl RunStore for PostgresStore {
                 async move { each_answer(store.start_sending_many(batch).await, len) }
             })
         });
-        let answer = sending.submit((keys, owner.to_string())).await;
-        answer.unwrap_or_else(|| Err(StoreError::Query("the store has stopped".into())))
+        submit(sending, (keys, owner.to_string())).await
     }
 
     async fn finish(
@@ -382,7 +392,7 @@ impl RunStore for PostgresStore {
         });
         let finish =
             Finish { key: (schedule.to_string(), slot), result: result.clone(), owner: owner.to_string(), now };
-        finishes.submit(finish).await.unwrap_or_else(|| Err(StoreError::Query("the history writer has stopped".into())))
+        submit(finishes, finish).await
     }
 
     async fn release_missed(
@@ -524,10 +534,10 @@ impl RunStore for PostgresStore {
                     &c.started_at,
                     &c.finished_at,
                     &c.http_status,
-                    &c.pipeline_id,
-                    &c.pipeline_iid,
-                    &c.pipeline_status,
-                    &c.web_url,
+                    &c.pipeline.id,
+                    &c.pipeline.iid,
+                    &c.pipeline.status,
+                    &c.pipeline.web_url,
                     &c.error,
                     &c.owner,
                 ],
@@ -553,17 +563,13 @@ struct ImportColumns {
     started_at: Vec<Option<i64>>,
     finished_at: Vec<Option<i64>>,
     http_status: Vec<Option<i32>>,
-    pipeline_id: Vec<Option<i64>>,
-    pipeline_iid: Vec<Option<i64>>,
-    pipeline_status: Vec<Option<String>>,
-    web_url: Vec<Option<String>>,
+    pipeline: PipelineColumns,
     error: Vec<Option<String>>,
     owner: Vec<Option<String>>,
 }
 
 impl ImportColumns {
     fn push(&mut self, run: &Run) {
-        let pipeline = run.pipeline.as_ref();
         self.schedule.push(run.schedule.clone());
         self.slot.push(millis(run.slot));
         self.reason.push(run.reason.as_str());
@@ -572,10 +578,7 @@ impl ImportColumns {
         self.started_at.push(run.started_at.map(millis));
         self.finished_at.push(run.finished_at.map(millis));
         self.http_status.push(run.http_status.map(i32::from));
-        self.pipeline_id.push(pipeline.map(|p| p.id as i64));
-        self.pipeline_iid.push(pipeline.and_then(|p| p.iid).map(|i| i as i64));
-        self.pipeline_status.push(pipeline.map(|p| p.status.clone()));
-        self.web_url.push(pipeline.and_then(|p| p.web_url.clone()));
+        self.pipeline.push(run.pipeline.as_ref());
         self.error.push(run.error.clone());
         self.owner.push(run.owner.clone());
     }

@@ -17,7 +17,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
 use super::{
     BATCH, Finish, FinishBatcher, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, SendingBatcher,
-    StoreError, TakenOver, each_answer, instant, lease_millis, millis,
+    StoreError, TakenOver, each_answer, instant, lease_millis, millis, submit,
 };
 use crate::batch::Batcher;
 use crate::trigger::{Pipeline, Reason, RunResult};
@@ -315,8 +315,7 @@ impl RunStore for SqliteStore {
                 async move { each_answer(written.await, len) }
             })
         });
-        let answer = sending.submit((keys, owner.to_string())).await;
-        answer.unwrap_or_else(|| Err(StoreError::Query("the store has stopped".into())))
+        submit(sending, (keys, owner.to_string())).await
     }
 
     async fn finish(
@@ -337,7 +336,7 @@ impl RunStore for SqliteStore {
         });
         let finish =
             Finish { key: (schedule.to_string(), slot), result: result.clone(), owner: owner.to_string(), now };
-        finishes.submit(finish).await.unwrap_or_else(|| Err(StoreError::Query("the history writer has stopped".into())))
+        submit(finishes, finish).await
     }
 
     async fn release_missed(

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod fake_gitlab;
 pub mod pg;
 pub mod pg_cluster;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -107,7 +107,9 @@ async fn only_the_owner_moves_a_row_and_records_its_ending(kind: Kind) {
     assert_eq!(store.start_sending(key.clone(), me).await.expect("answers"), [true]);
     assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Sending);
     assert_eq!(store.start_sending(key, me).await.expect("answers"), [false], "sending is not claimed");
-    assert!(store.finish("nightly", at(0), &created(7), me, at(1)).await.expect("records"));
+    let mut result = created(7);
+    result.error = Some("a proxy said \0 this".into());
+    assert!(store.finish("nightly", at(0), &result, me, at(1)).await.expect("records, NUL and all"));
     let run = run_of(&store, "nightly", at(0)).await;
     assert_eq!(run.state, RunState::Succeeded);
     assert_eq!(run.pipeline.map(|p| p.id), Some(7));

@@ -127,10 +127,11 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     /// (the store was away) that it is past its catch-up window and is recorded missed instead.
     async fn mark_sending(&self, slot: &Slot) -> bool {
         let owner = self.replica.id.as_str();
-        let late = self.clock.now() - slot.at;
+        // Late past its own time, the slot plus its jitter: a long jitter is not lateness.
+        let late = self.clock.now() - slot.at - chrono::Duration::from_std(slot.delay).unwrap_or_default();
         let window = chrono::Duration::from_std(slot.schedule.catch_up).unwrap_or_default().max(ON_TIME);
         if late > window {
-            let why = "the state database was unreachable until the slot was past its catch-up window";
+            let why = "too late to fire: past its catch-up window (the state database was away, or its replica died)";
             let now = self.clock.now();
             self.retry("recording a missed slot", || self.store.release_missed(vec![slot.key()], owner, why, now))
                 .await;

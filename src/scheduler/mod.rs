@@ -203,6 +203,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                 let (newest, older) = missed_since(&schedule, *last, now);
                 missed.extend(older.into_iter().map(|slot| (schedule.name.to_string(), slot)));
                 match newest {
+                    // Just passed: another replica may be firing it this moment, so it is claimed, never missed.
+                    Some(slot) if now - slot <= ON_TIME => catch_up.push((schedule.clone(), slot, Reason::Schedule)),
                     Some(slot) if may_catch_up(&schedule, slot, now) => {
                         catch_up.push((schedule.clone(), slot, Reason::CatchUp));
                     }

@@ -483,3 +483,15 @@ async fn a_slot_still_waiting_on_its_jitter_at_shutdown_is_left_for_the_next_rep
         assert_eq!(runs[0].state, RunState::Succeeded, "the jitter happened to be under 2 s (1 in 1,800)");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_jitter_longer_than_the_catch_up_window_is_not_lateness() {
+    let list = schedules("  spread:\n    cron: \"0 * * * * *\"\n    jitter: 5m\n    catch_up: 0\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    let fired = h.next(15).await;
+    assert!(fired.iter().all(|f| f.result.ending == Ending::Succeeded), "{fired:?}");
+    let store = h.store.clone();
+    h.stop().await;
+    let runs = store.history(Some("spread"), 100).await.expect("reads");
+    assert!(runs.iter().all(|r| r.state != RunState::Missed), "{runs:?}");
+}

@@ -71,6 +71,7 @@ impl StateLocation {
 
 impl PostgresUrl {
     fn parse(text: &str) -> Result<PostgresUrl, String> {
+        refuse_unencoded_userinfo(text)?;
         let mut url = url::Url::parse(text).map_err(|e| format!("--state: the PostgreSQL URL is not valid: {e}"))?;
         let masked = mask(&url);
         let (mut ssl_mode, mut root_cert) = (SslMode::Prefer, None);
@@ -91,6 +92,19 @@ impl PostgresUrl {
         }
         Ok(PostgresUrl { connect: url.to_string(), masked, ssl_mode, root_cert })
     }
+}
+
+/// A `/`, `?` or `#` in a password ends the URL's authority early: the password would then be read as a host, a
+/// path or a query, and shown unmasked. libpq asks for these to be percent-encoded; so does pipecron.
+fn refuse_unencoded_userinfo(text: &str) -> Result<(), String> {
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if !rest[..end].contains('@') && rest[end..].contains('@') {
+        return Err("--state: the user or password in the PostgreSQL URL holds a '/', '?' or '#'; write them \
+                    percent-encoded, as %2F, %3F and %23"
+            .into());
+    }
+    Ok(())
 }
 
 fn ssl_mode_named(value: &str) -> Result<SslMode, String> {
@@ -187,6 +201,10 @@ mod tests {
         let shown = format!("{location} {location:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("postgres://pipecron:***@db:5432/pipecron"), "{shown}");
+        let refused = parse("postgres://pipecron:8472/Qx+9zA@db:5432/pipecron").expect_err("refused");
+        assert!(refused.contains("percent-encoded") && !refused.contains("Qx+9zA"), "{refused}");
+        let encoded = parse("postgres://pipecron:8472%2FQx@db:5432/pipecron").expect("parses");
+        assert_eq!(encoded.to_string(), "postgres://pipecron:***@db:5432/pipecron");
         let query = parse("postgres://u@db/x?password=s3cret-pw&application_name=a").expect("parses");
         assert!(!query.to_string().contains("s3cret"), "{query}");
     }

@@ -271,8 +271,8 @@ impl PipelineColumns {
     fn push(&mut self, pipeline: Option<&Pipeline>) {
         self.id.push(pipeline.map(|p| p.id as i64));
         self.iid.push(pipeline.and_then(|p| p.iid).map(|i| i as i64));
-        self.status.push(pipeline.map(|p| p.status.clone()));
-        self.web_url.push(pipeline.and_then(|p| p.web_url.clone()));
+        self.status.push(pipeline.map(|p| storable(&p.status)));
+        self.web_url.push(pipeline.and_then(|p| p.web_url.as_deref().map(storable)));
     }
 }
 
@@ -286,8 +286,14 @@ impl FinishColumns {
         self.finished_at.push(millis(*now));
         self.http_status.push(result.http_status.map(i32::from));
         self.pipeline.push(result.pipeline.as_ref());
-        self.error.push(result.error.clone());
+        self.error.push(result.error.as_deref().map(storable));
     }
+}
+
+/// Text as PostgreSQL takes it: GitLab's answer (or a proxy's) may hold NUL characters, which a TEXT column refuses,
+/// and a result that can never be written would leave its row `sending` for ever.
+fn storable(text: &str) -> String {
+    text.replace('\0', "")
 }
 
 fn keys_of(rows: &[Row]) -> HashSet<(String, i64)> {
@@ -579,7 +585,7 @@ impl ImportColumns {
         self.finished_at.push(run.finished_at.map(millis));
         self.http_status.push(run.http_status.map(i32::from));
         self.pipeline.push(run.pipeline.as_ref());
-        self.error.push(run.error.clone());
+        self.error.push(run.error.as_deref().map(storable));
         self.owner.push(run.owner.clone());
     }
 }

@@ -72,6 +72,9 @@ impl RunResult {
     }
 }
 
+/// The longest wait a Retry-After can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// Exponential backoff with full jitter: before retry n (from 0), a random wait in `[0, min(cap, base·2ⁿ)]`, but
 /// at least what GitLab asked for.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +93,9 @@ impl Backoff {
     fn wait(&self, retry: u32, at_least: Option<Duration>) -> Duration {
         let ceiling = self.base.saturating_mul(2u32.saturating_pow(retry)).min(self.cap);
         let jittered = ceiling.mul_f64(rand::random::<f64>());
-        jittered.max(at_least.unwrap_or(Duration::ZERO))
+        // A Retry-After is honoured, up to an hour: a place in the pool is held meanwhile, and an absurd one (a
+        // proxy's, or an attacker's) must not hold it for ever.
+        jittered.max(at_least.unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
     }
 }
 
@@ -152,7 +157,20 @@ pub async fn fire<T: Trigger>(
 /// Belt and braces: no message leaves this module with the token in it, whatever a proxy echoed back.
 fn scrub(message: &str, request: &TriggerRequest) -> String {
     let token = request.token.expose();
-    if token.is_empty() { message.to_string() } else { message.replace(token, &request.token.masked()) }
+    if token.is_empty() {
+        return message.to_string();
+    }
+    let masked = request.token.masked();
+    let whole = message.replace(token, &masked);
+    // A body cut short ("…") may end in the first part of the token.
+    if let Some(cut) = whole.strip_suffix('…') {
+        for len in (4..token.len()).rev().filter(|len| token.is_char_boundary(*len)) {
+            if let Some(before) = cut.strip_suffix(&token[..len]) {
+                return format!("{before}{masked}");
+            }
+        }
+    }
+    whole
 }
 
 #[cfg(test)]

@@ -125,6 +125,17 @@ fn backoff_is_capped_at_five_minutes() {
         assert!(wait <= Duration::from_secs(300), "{wait:?}");
     }
     assert_eq!(backoff.wait(3, Some(Duration::from_secs(400))), Duration::from_secs(400));
+    assert_eq!(backoff.wait(3, Some(Duration::from_secs(99_999_999_999))), Duration::from_secs(3600), "at most 1 h");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_cut_short_inside_the_token_shows_no_more_than_the_masked_token() {
+    let token = request().token.expose().to_string();
+    let message = format!("proxy echoed token={}…", &token[..token.len() - 3]);
+    let refused = Attempt::Permanent { http_status: Some(400), message, pipeline: None };
+    let result = fire_script(&Script::new(vec![refused]), 0).await;
+    let error = result.error.expect("an error");
+    assert_eq!(error, format!("proxy echoed token={}", request().token.masked()));
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! is, and converts "sleep until 00:30:00 UTC" into a monotonic deadline on every wake.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,26 +23,28 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
-/// A clock corrected by an offset to another clock: the database's, which all replicas fire on.
+/// The database's clock, once measured: all replicas fire on it. Until then (and always on SQLite, whose clock is
+/// this host's) it is the host's clock.
+///
+/// After a measurement, time moves on from the database's reading by the monotonic clock, not by the host's wall
+/// clock: a step of the host's clock (NTP after a VM resumes) then changes nothing until the next measurement. Were
+/// it an offset added to the wall clock, a step would make this replica fire early and record future slots missed.
 pub struct Corrected<C> {
     clock: Arc<C>,
-    offset_us: AtomicI64,
+    base: Mutex<Option<(DateTime<Utc>, tokio::time::Instant)>>,
 }
 
 impl<C: Clock> Corrected<C> {
     pub fn new(clock: Arc<C>) -> Self {
-        Corrected { clock, offset_us: AtomicI64::new(0) }
+        Corrected { clock, base: Mutex::new(None) }
     }
 
-    pub fn set_offset(&self, offset: chrono::TimeDelta) {
-        self.offset_us.store(offset.num_microseconds().unwrap_or_default(), Ordering::Relaxed);
+    /// From now on it is `at` as of `instant`.
+    pub fn set(&self, at: DateTime<Utc>, instant: tokio::time::Instant) {
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, instant));
     }
 
-    pub fn offset(&self) -> chrono::TimeDelta {
-        chrono::TimeDelta::microseconds(self.offset_us.load(Ordering::Relaxed))
-    }
-
-    /// The clock's own reading.
+    /// The host's own reading.
     pub fn uncorrected(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -51,11 +52,16 @@ impl<C: Clock> Corrected<C> {
 
 impl<C: Clock> Clock for Corrected<C> {
     fn now(&self) -> DateTime<Utc> {
-        self.clock.now() + self.offset()
+        match *self.base.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((at, since)) => at + chrono::Duration::from_std(since.elapsed()).unwrap_or_default(),
+            None => self.clock.now(),
+        }
     }
 
+    /// Waits on the host's clock for as long as is left by this one: a step of the host's clock meanwhile ends a
+    /// system clock's wait early, and the caller looks again.
     fn wait_until(&self, t: DateTime<Utc>) -> impl Future<Output = ()> + Send {
-        self.clock.wait_until(t - self.offset())
+        self.clock.wait_until(self.clock.now() + (t - self.now()))
     }
 }
 
@@ -146,15 +152,23 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_corrected_clock_reads_and_waits_by_the_offset() {
+    async fn a_corrected_clock_moves_on_from_the_database_and_ignores_host_steps() {
         let start = Utc::now();
-        let clock = Corrected::new(Arc::new(TokioClock::starting_at(start)));
-        clock.set_offset(chrono::TimeDelta::seconds(-30));
+        let host = Arc::new(TokioClock::starting_at(start));
+        let clock = Corrected::new(host.clone());
+        assert_eq!(clock.now(), start, "the host's clock until a measurement");
+        clock.set(start - chrono::TimeDelta::seconds(30), tokio::time::Instant::now());
         assert_eq!(clock.now(), start - chrono::TimeDelta::seconds(30));
         let t0 = tokio::time::Instant::now();
         clock.wait_until(start - chrono::TimeDelta::seconds(20)).await;
         assert_eq!(t0.elapsed(), Duration::from_secs(10));
         assert_eq!(clock.uncorrected(), start + chrono::TimeDelta::seconds(10));
+        // NTP steps the host 5 minutes ahead: the database's time does not jump with it.
+        host.step(chrono::TimeDelta::minutes(5));
+        assert_eq!(clock.now(), start - chrono::TimeDelta::seconds(20));
+        let t1 = tokio::time::Instant::now();
+        clock.wait_until(start - chrono::TimeDelta::seconds(19)).await;
+        assert_eq!(t1.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test]

@@ -100,13 +100,15 @@ async fn only_the_owner_moves_a_row_and_records_its_ending(kind: Kind) {
     let store = fixture.open().await;
     let (me, other) = ("me:1:0", "other:2:0");
     assert!(store.claim("nightly", at(0), Reason::Schedule, me, at(0)).await.expect("claims"));
+    assert!(store.claim("nightly", at(0), Reason::Schedule, me, at(0)).await.expect("answers"), "asked again");
+    assert!(!store.claim("nightly", at(0), Reason::Schedule, other, at(0)).await.expect("answers"));
     assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Claimed);
     let key = vec![("nightly".to_string(), at(0))];
     assert_eq!(store.start_sending(key.clone(), other).await.expect("answers"), [false]);
     assert!(!store.finish("nightly", at(0), &created(7), other, at(1)).await.expect("answers"));
     assert_eq!(store.start_sending(key.clone(), me).await.expect("answers"), [true]);
     assert_eq!(run_of(&store, "nightly", at(0)).await.state, RunState::Sending);
-    assert_eq!(store.start_sending(key, me).await.expect("answers"), [false], "sending is not claimed");
+    assert_eq!(store.start_sending(key, me).await.expect("answers"), [true], "asked again, the same answer");
     let mut result = created(7);
     result.error = Some("a proxy said \0 this".into());
     assert!(store.finish("nightly", at(0), &result, me, at(1)).await.expect("records, NUL and all"));

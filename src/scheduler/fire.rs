@@ -82,7 +82,11 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     /// Fires one claimed slot, whose row this replica owns.
     pub async fn fire(self, slot: Slot) {
         let key = (slot.schedule.name.clone(), slot.at);
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), false);
+        // Each slot is fired by one task: the store answers the same claim twice if asked twice.
+        match self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => return,
+            std::collections::hash_map::Entry::Vacant(place) => place.insert(false),
+        };
         self.fire_owned(slot).await;
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
     }

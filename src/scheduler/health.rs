@@ -11,8 +11,13 @@ pub struct Health {
 }
 
 impl Health {
-    /// A call failed. The first failure of an outage is an error in the log; the rest are debug lines.
+    /// A call failed. The first failure of an outage is an error in the log; the rest are debug lines. A call the
+    /// database answered with an error (a deadlock it broke, say) is no outage: it is a warning of its own.
     pub fn failed(&self, doing: &str, error: &StoreError) {
+        if !matches!(error, StoreError::Unreachable { .. }) {
+            tracing::warn!(%error, doing, "a call to the state database failed; it is tried again");
+            return;
+        }
         if !self.down.swap(true, Ordering::Relaxed) {
             tracing::error!(%error, doing, "the state database is unreachable; no slot is fired until it answers");
         } else {

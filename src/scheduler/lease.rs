@@ -87,26 +87,22 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
         true
     }
 
-    /// Measures the offset to the database's clock and corrects ours by it. Half the round trip is the error; the
-    /// offset is taken at its low end, so that a corrected clock never runs ahead of the database's.
+    /// Reads the database's clock and fires on it from now on. Half the round trip is the error; the reading is
+    /// taken as of the end of the round trip, so that the corrected clock never runs ahead of the database's.
     pub async fn measure_clock(&self) {
-        let before = self.clock.uncorrected();
+        let (host, before) = (self.clock.uncorrected(), tokio::time::Instant::now());
         let Ok(Some(theirs)) = self.store.clock().await else { return };
-        let after = self.clock.uncorrected();
-        let error = (after - before) / 2;
-        let estimate = theirs - (before + error);
-        if estimate.abs() <= error {
-            self.clock.set_offset(chrono::TimeDelta::zero());
-            return;
-        }
-        if estimate.abs() > WARN_OFFSET {
+        let after = tokio::time::Instant::now();
+        self.clock.set(theirs, after);
+        let error = chrono::Duration::from_std((after - before) / 2).unwrap_or_default();
+        let offset = theirs - (host + error);
+        if offset.abs() > WARN_OFFSET {
             tracing::warn!(
-                offset_ms = estimate.num_milliseconds(),
+                offset_ms = offset.num_milliseconds(),
                 error_ms = error.num_milliseconds(),
                 "this host's clock differs from the database's; firing on the database's clock"
             );
         }
-        self.clock.set_offset(theirs - after);
     }
 }
 

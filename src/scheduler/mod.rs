@@ -379,6 +379,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                     match context.store.claim_many(keys, &context.replica.id, context.clock.now()).await {
                         Ok(claimed) => {
                             context.health.ok();
+                            unclaimed.lock().unwrap_or_else(|p| p.into_inner()).wait = Duration::ZERO;
                             claimed
                         }
                         Err(error) => {

@@ -160,7 +160,8 @@ pub type Key = (String, DateTime<Utc>);
 
 /// The run history. Each call is one committed transaction.
 pub trait RunStore: Send + Sync {
-    /// Claims many slots in one transaction for `owner`; `true` for each slot this call now owns.
+    /// Claims many slots in one transaction for `owner`; `true` for each slot `owner` now holds `claimed`. Calling
+    /// it again after an answer was lost is safe: what the first call won, the second reports won.
     fn claim_many(
         &self,
         slots: Vec<(String, DateTime<Utc>, Reason)>,
@@ -182,7 +183,8 @@ pub trait RunStore: Send + Sync {
     }
 
     /// Moves `owner`'s `claimed` rows to `sending`, in one statement; `false` for a row it no longer owns (taken
-    /// over), whose request must then not be sent.
+    /// over), whose request must then not be sent. A row `owner` already moved answers `true` again, so a call
+    /// whose answer was lost can be repeated: the caller makes sure one process fires a slot once.
     fn start_sending(&self, keys: Vec<Key>, owner: &str) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
     /// Records how a run ended; `Ok(false)` if `owner` no longer owns it (it was taken over).

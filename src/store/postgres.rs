@@ -157,7 +157,7 @@ impl PostgresStore {
         let rows = self
             .query(
                 "UPDATE runs r SET state = 'sending' FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(s, t, o)
-                 WHERE r.schedule = k.s AND r.slot = k.t AND r.owner = k.o AND r.state = 'claimed'
+                 WHERE r.schedule = k.s AND r.slot = k.t AND r.owner = k.o AND r.state IN ('claimed', 'sending')
                  RETURNING r.schedule, r.slot",
                 &[&names, &slots, &owners],
             )
@@ -360,9 +360,14 @@ impl RunStore for PostgresStore {
         let reasons: Vec<&str> = slots.iter().map(|(_, _, r)| r.as_str()).collect();
         let rows = self
             .query(
-                "INSERT INTO runs (schedule, slot, reason, state, attempts, started_at, owner)
-                 SELECT s, t, r, 'claimed', 0, $4, $5 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(s, t, r)
-                 ON CONFLICT DO NOTHING RETURNING schedule, slot",
+                "WITH k AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(s, t, r)),
+                 won AS (INSERT INTO runs (schedule, slot, reason, state, attempts, started_at, owner)
+                         SELECT s, t, r, 'claimed', 0, $4, $5 FROM k ORDER BY s, t
+                         ON CONFLICT DO NOTHING RETURNING schedule, slot)
+                 SELECT schedule, slot FROM won
+                 UNION ALL
+                 SELECT r.schedule, r.slot FROM runs r JOIN k ON r.schedule = k.s AND r.slot = k.t
+                 WHERE r.owner = $5 AND r.state = 'claimed'",
                 &[&names, &times, &reasons, &millis(now), &owner],
             )
             .await?;
@@ -426,6 +431,7 @@ impl RunStore for PostgresStore {
         self.execute(
             "INSERT INTO runs (schedule, slot, reason, state, attempts, finished_at)
              SELECT s, t, 'schedule', 'missed', 0, $3 FROM unnest($1::text[], $2::bigint[]) AS k(s, t)
+             ORDER BY s, t
              ON CONFLICT DO NOTHING",
             &[&names, &times, &millis(now)],
         )

@@ -161,9 +161,17 @@ fn insert_many(
         )?;
         let claimed = state == RunState::Claimed;
         let (started, finished) = (claimed.then(|| millis(now)), (!claimed).then(|| millis(now)));
+        let mut ours = transaction.prepare_cached(
+            "SELECT COUNT(*) FROM runs WHERE schedule = $1 AND slot = $2 AND owner = $3 AND state = 'claimed'",
+        )?;
         for (schedule, slot, reason) in rows {
             let row = params![schedule, millis(*slot), reason.as_str(), state.as_str(), started, finished, owner];
-            inserted.push(statement.execute(row)? == 1);
+            let new = statement.execute(row)? == 1;
+            // Claimed by this owner already: an earlier try committed, though its answer was lost.
+            let again = !new
+                && owner.is_some()
+                && ours.query_row(params![schedule, millis(*slot), owner], |r| r.get::<_, i64>(0))? == 1;
+            inserted.push(new || again);
         }
     }
     transaction.commit()?;
@@ -175,7 +183,8 @@ fn start_sending(c: &mut Connection, batch: &[(Vec<Key>, String)]) -> rusqlite::
     let mut moved = Vec::with_capacity(batch.len());
     {
         let mut statement = transaction.prepare_cached(
-            "UPDATE runs SET state = 'sending' WHERE schedule = $1 AND slot = $2 AND owner = $3 AND state = 'claimed'",
+            "UPDATE runs SET state = 'sending'
+             WHERE schedule = $1 AND slot = $2 AND owner = $3 AND state IN ('claimed', 'sending')",
         )?;
         for (keys, owner) in batch {
             let mut each = Vec::with_capacity(keys.len());

@@ -163,7 +163,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     }
 
     /// Calls the store until it answers, backing off; an outage is logged once, by `Health`.
-    async fn retry<R, F, Fut>(&self, doing: &str, mut call: F) -> R
+    pub async fn retry<R, F, Fut>(&self, doing: &str, mut call: F) -> R
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<R, StoreError>>,

@@ -164,15 +164,18 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             tokio::select! {
                 _ = self.clock.wait_until(wake) => {}
                 Some(schedules) = reloads.recv() => self.reload(schedules),
-                Some(dead) = taken.recv() => self.adopt(dead).await,
+                Some(dead) = taken.recv() => self.adopt(dead),
                 _ = &mut shutdown => break,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
         }
         self.drain().await;
         stop_lease.cancel();
-        if let Some(lease) = lease {
-            let _ = lease.await;
+        if let Some(mut lease) = lease {
+            // The lease stops at its next turn, unless a call to the store hangs: then it is not waited for.
+            if tokio::time::timeout(Duration::from_secs(5), &mut lease).await.is_err() {
+                lease.abort();
+            }
             if let Err(error) = self.store.deregister(&self.replica).await {
                 tracing::warn!(%error, "cannot deregister; other replicas take over after the lease");
             }
@@ -293,11 +296,9 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             due_now.push((schedule, due.slot, Reason::Schedule));
         }
         let (fires, missed) = newest_of_each(due_now, now);
-        if !missed.is_empty() && !self.options.dry_run {
+        if !missed.is_empty() {
             tracing::warn!(slots = missed.len(), "the clock jumped past slots; recording them as missed");
-            if let Err(error) = self.store.record_missed(missed, now).await {
-                tracing::error!(%error, "cannot record missed slots");
-            }
+            self.record_missed(missed);
         }
         self.dispatch(fires);
     }
@@ -314,51 +315,51 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             unclaimed.retry_at = None;
             std::mem::take(&mut unclaimed.slots)
         };
-        let (fires, missed) = newest_of_each(slots.clone(), now);
-        if !missed.is_empty()
-            && let Err(error) = self.store.record_missed(missed, now).await
-        {
-            self.health.failed("recording missed slots", &error);
-            self.put_back(slots);
-            return;
-        }
+        let (fires, missed) = newest_of_each(slots, now);
+        self.record_missed(missed);
         self.dispatch(fires);
     }
 
-    fn put_back(&self, slots: Vec<ToFire>) {
-        put_back(&self.unclaimed, slots, self.clock.now());
+    /// Records slots as missed where no row has them yet, in the background, trying until the store answers.
+    fn record_missed(&mut self, missed: Vec<crate::store::Key>) {
+        if missed.is_empty() || self.options.dry_run {
+            return;
+        }
+        let context = self.context();
+        self.tasks.spawn(async move {
+            let now = context.clock.now();
+            context.retry("recording missed slots", || context.store.record_missed(missed.clone(), now)).await;
+        });
     }
 
     /// Takes the slots a dead replica had claimed and never sent: each is fired if it is still on time or within
-    /// its schedule's catch-up window, and recorded missed otherwise.
-    async fn adopt(&mut self, dead: TakenOver) {
+    /// its schedule's catch-up window (`fire` records it missed otherwise). A slot of a schedule not enabled here,
+    /// or of a `run-now` that died, is recorded missed.
+    fn adopt(&mut self, dead: TakenOver) {
         let now = self.clock.now();
-        let mut fires = Vec::new();
-        let mut missed: HashMap<String, Vec<_>> = HashMap::new();
+        let context = self.context();
+        let mut missed: HashMap<&str, Vec<_>> = HashMap::new();
         for Run { schedule: name, slot, reason, .. } in dead.claimed {
-            let schedule = self.schedules.get(name.as_str()).filter(|s| s.enabled).cloned();
-            let why = match (&schedule, reason) {
-                (None, _) => "its replica died before sending, and the schedule is not enabled here",
-                (Some(_), Reason::RunNow) => "run-now died before sending",
-                (Some(s), _) if now - slot <= ON_TIME || may_catch_up(s, slot, now) => {
+            match (self.schedules.get(name.as_str()).filter(|s| s.enabled), reason) {
+                (None, _) => missed.entry("its replica died before sending; the schedule is not enabled here"),
+                (Some(_), Reason::RunNow) => missed.entry("run-now died before sending"),
+                (Some(schedule), reason) => {
                     let reason = if now - slot <= ON_TIME { reason } else { Reason::CatchUp };
-                    fires.push(Slot::new(s.clone(), slot, reason, Duration::ZERO));
+                    self.tasks.spawn(context.clone().fire(Slot::new(schedule.clone(), slot, reason, Duration::ZERO)));
                     continue;
                 }
-                (Some(_), _) => "its replica died before sending, and it is past its catch-up window",
-            };
-            missed.entry(why.to_string()).or_default().push((name, slot));
+            }
+            .or_default()
+            .push((name, slot));
         }
-        let owner = self.replica.id.clone();
         for (why, keys) in missed {
             tracing::warn!(from = owner_name(&dead.from), slots = keys.len(), "recorded missed: {why}");
-            if let Err(error) = self.store.release_missed(keys, &owner, &why, now).await {
-                tracing::error!(%error, "cannot record missed slots");
-            }
-        }
-        let context = self.context();
-        for slot in fires {
-            self.tasks.spawn(context.clone().fire(slot));
+            let context = context.clone();
+            self.tasks.spawn(async move {
+                let (owner, now) = (context.replica.id.clone(), context.clock.now());
+                let release = || context.store.release_missed(keys.clone(), &owner, why, now);
+                context.retry("recording missed slots", release).await;
+            });
         }
     }
 

@@ -211,8 +211,17 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let steps = async {
             let transaction = client.transaction().await?;
-            // One takeover at a time: two survivors would otherwise lock the same rows in different orders.
-            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&TAKEOVER_LOCK]).await?;
+            // One takeover at a time: two survivors would otherwise lock the same rows in different orders. A
+            // replica frozen inside its takeover must not hold the others up: they skip a round rather than wait,
+            // and the server ends its transaction once it idles.
+            transaction
+                .batch_execute("SET LOCAL lock_timeout = '2s'; SET LOCAL idle_in_transaction_session_timeout = '10s'")
+                .await?;
+            let locked: bool =
+                transaction.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&TAKEOVER_LOCK]).await?.get(0);
+            if !locked {
+                return Ok(Vec::new());
+            }
             let now: i64 = transaction.query_one(&format!("SELECT {DB_NOW}"), &[]).await?.get(0);
             let since = now - lease_millis(lease);
             let owners = transaction

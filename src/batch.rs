@@ -6,12 +6,14 @@
 //! and to record results.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 pub struct Batcher<I, O> {
     queue: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
+    hurry: Arc<Notify>,
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
@@ -24,10 +26,15 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         Fut: Future<Output = Vec<O>> + Send,
     {
         let (queue, mut items) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
+        let hurry = Arc::new(Notify::new());
+        let hurried = hurry.clone();
         tokio::spawn(async move {
             while let Some(first) = items.recv().await {
                 if !gather.is_zero() {
-                    tokio::time::sleep(gather).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(gather) => {}
+                        _ = hurried.notified() => {}
+                    }
                 }
                 let mut batch = vec![first];
                 while batch.len() < max
@@ -41,7 +48,12 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 }
             }
         });
-        Batcher { queue }
+        Batcher { queue, hurry }
+    }
+
+    /// Ends the current (or the next) gathering at once: someone waits on what this batch will free.
+    pub fn hurry(&self) {
+        self.hurry.notify_one();
     }
 
     /// Hands in one item and waits for its answer; `None` if the task has stopped.
@@ -54,7 +66,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use super::*;
 
@@ -76,5 +88,19 @@ mod tests {
             assert_eq!(answer.await.expect("joins"), Some(i as u32 * 2));
         }
         assert_eq!(*sizes.lock().expect("not poisoned"), [10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hurried_batch_is_handled_before_its_gathering_time() {
+        let batcher = Arc::new(Batcher::spawn(Duration::from_secs(10), 100, |items: Vec<u32>| async move { items }));
+        let waiting = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit(7).await })
+        };
+        tokio::task::yield_now().await;
+        let t0 = tokio::time::Instant::now();
+        batcher.hurry();
+        assert_eq!(waiting.await.expect("joins"), Some(7));
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     }
 }

@@ -45,7 +45,7 @@ fn ended(ending: Ending, pipeline: Option<u64>, error: Option<&str>) -> RunResul
 
 /// 12 runs: 3 schedules sharing 4 slots, in every state a history holds, owned and not.
 async fn record_history(store: &Store) {
-    let owner = Replica::this_process().id;
+    let owner = Replica::this_process(pipecron::store::DEFAULT_LEASE).id;
     for (n, name) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
         let now = slot(10);
         let reason = if name == "gamma" { Reason::RunNow } else { Reason::Schedule };
@@ -145,7 +145,7 @@ fn refuses_a_destination_in_use_unless_forced() {
     let runtime = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
     let (src, dst) = (path(&dir.path().join("box.db")), path(&dir.path().join("live.db")));
-    let replica = Replica::this_process();
+    let replica = Replica::this_process(pipecron::store::DEFAULT_LEASE);
     let destination = runtime.block_on(async {
         record_history(&open(&src).await).await;
         let destination = open(&dst).await;

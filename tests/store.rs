@@ -60,9 +60,11 @@ fn created(id: u64) -> RunResult {
     }
 }
 
-fn replica(name: &str) -> Replica {
-    Replica { id: format!("{name}:1:00000000"), host: name.into(), pid: 1 }
+fn replica(name: &str, lease: Duration) -> Replica {
+    Replica { id: format!("{name}:1:00000000"), host: name.into(), pid: 1, pid_ns: String::new(), lease }
 }
+
+const HOUR: Duration = Duration::from_secs(3600);
 
 async fn run_of(store: &Store, name: &str, slot: DateTime<Utc>) -> pipecron::store::Run {
     let runs = store.history(Some(name), 1000).await.expect("reads");
@@ -138,20 +140,20 @@ async fn record_missed_never_overwrites_a_row(kind: Kind) {
 async fn a_dead_replicas_claimed_rows_are_taken_over_once_and_sending_rows_become_unknown(kind: Kind) {
     let Some(fixture) = Fixture::new(kind) else { return };
     let store = fixture.open().await;
-    let (dead, survivor) = (replica("dead"), replica("survivor"));
+    // Each replica is judged by its own lease.
+    let (dead, survivor) = (replica("dead", Duration::from_millis(500)), replica("survivor", HOUR));
     store.register(&dead).await.expect("registers");
     store.register(&survivor).await.expect("registers");
     for minute in [0, 1] {
         assert!(store.claim("nightly", at(minute), Reason::Schedule, &dead.id, at(0)).await.expect("claims"));
     }
     store.start_sending(vec![("nightly".to_string(), at(1))], &dead.id).await.expect("moves");
-    let long = Duration::from_secs(3600);
-    assert!(store.take_over(&survivor, long).await.expect("answers").is_empty(), "the dead one is still live");
-    assert_eq!(store.live_replicas(long).await.expect("reads").len(), 2);
+    assert!(store.take_over(&survivor).await.expect("answers").is_empty(), "the dead one is still live");
+    assert_eq!(store.live_replicas().await.expect("reads").len(), 2);
 
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    store.heartbeat(&survivor).await.expect("beats");
-    let taken = store.take_over(&survivor, Duration::from_millis(30)).await.expect("takes over");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(store.live_replicas().await.expect("reads").len(), 1, "its lease ran out");
+    let taken = store.take_over(&survivor).await.expect("takes over");
     assert_eq!(taken.len(), 1, "{taken:?}");
     assert_eq!(taken[0].from, dead.id);
     assert_eq!(taken[0].unknown, 1);
@@ -166,7 +168,7 @@ async fn a_dead_replicas_claimed_rows_are_taken_over_once_and_sending_rows_becom
     assert_eq!(store.start_sending(key.clone(), &dead.id).await.expect("answers"), [false]);
     assert!(!store.finish("nightly", at(1), &created(1), &dead.id, at(2)).await.expect("answers"));
     assert!(!store.heartbeat(&dead).await.expect("answers"), "it learns it was presumed dead");
-    assert!(store.take_over(&survivor, Duration::from_millis(30)).await.expect("answers").is_empty());
+    assert!(store.take_over(&survivor).await.expect("answers").is_empty());
     assert_eq!(store.start_sending(key, &survivor.id).await.expect("moves"), [true]);
 
     store.release_missed(vec![("nightly".to_string(), at(0))], &survivor.id, "too late", at(3)).await.expect("answers");
@@ -176,16 +178,15 @@ async fn a_dead_replicas_claimed_rows_are_taken_over_once_and_sending_rows_becom
 async fn two_survivors_split_a_dead_replicas_rows_without_overlap(kind: Kind) {
     let Some(fixture) = Fixture::new(kind) else { return };
     let store = fixture.open().await;
-    let dead = replica("dead");
+    let dead = replica("dead", HOUR);
     let slots: Vec<_> = (0..50).map(|m| (format!("s{m}"), at(m % 60), Reason::Schedule)).collect();
     assert!(store.claim_many(slots, &dead.id, at(0)).await.expect("claims").iter().all(|won| *won));
     // Never registered (or deregistered on a clean stop): its rows are orphans at once.
     let (b, c) = (fixture.open().await, fixture.open().await);
-    let (rb, rc) = (replica("b"), replica("c"));
+    let (rb, rc) = (replica("b", HOUR), replica("c", HOUR));
     b.register(&rb).await.expect("registers");
     c.register(&rc).await.expect("registers");
-    let lease = Duration::from_secs(60);
-    let (tb, tc) = tokio::join!(b.take_over(&rb, lease), c.take_over(&rc, lease));
+    let (tb, tc) = tokio::join!(b.take_over(&rb), c.take_over(&rc));
     let names = |taken: Vec<pipecron::store::TakenOver>| -> HashSet<String> {
         taken.into_iter().flat_map(|t| t.claimed).map(|r| r.schedule).collect()
     };
@@ -197,12 +198,12 @@ async fn two_survivors_split_a_dead_replicas_rows_without_overlap(kind: Kind) {
 async fn a_clean_stop_hands_its_claimed_rows_over_at_once(kind: Kind) {
     let Some(fixture) = Fixture::new(kind) else { return };
     let store = fixture.open().await;
-    let (leaving, staying) = (replica("leaving"), replica("staying"));
+    let (leaving, staying) = (replica("leaving", HOUR), replica("staying", HOUR));
     store.register(&leaving).await.expect("registers");
     store.register(&staying).await.expect("registers");
     assert!(store.claim("nightly", at(5), Reason::Schedule, &leaving.id, at(5)).await.expect("claims"));
     store.deregister(&leaving).await.expect("deregisters");
-    let taken = store.take_over(&staying, Duration::from_secs(3600)).await.expect("takes over");
+    let taken = store.take_over(&staying).await.expect("takes over");
     assert_eq!(taken.iter().map(|t| t.claimed.len()).sum::<usize>(), 1);
 }
 
@@ -289,7 +290,7 @@ async fn check_migrated_from_v1(store: &Store) {
     let states: Vec<_> = runs.iter().map(|r| r.state).collect();
     assert_eq!(states, [RunState::Unknown, RunState::Succeeded], "a v1 `claimed` row may have been sent");
     assert!(runs[0].error.as_deref().is_some_and(|e| e.contains("a pipeline may have been created")));
-    assert!(store.register(&replica("new")).await.is_ok(), "the replicas table exists");
+    assert!(store.register(&replica("new", HOUR)).await.is_ok(), "the replicas table exists");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use super::{Error, process_env};
-use crate::store::{self, DEFAULT_LEASE, RunStore, StateLocation, Store, StoreError, owner_name};
+use crate::store::{self, RunStore, StateLocation, Store, StoreError, owner_name};
 
 /// Rows read and written per round trip.
 const BATCH: usize = 5000;
@@ -71,7 +71,7 @@ pub async fn run(args: &Args) -> Result<(), Error> {
 }
 
 async fn refuse_if_in_use(store: &Store, location: &StateLocation) -> Result<(), Error> {
-    let live = store.live_replicas(DEFAULT_LEASE).await?;
+    let live = store.live_replicas().await?;
     if live.is_empty() {
         return Ok(());
     }

@@ -37,7 +37,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let client = GitlabClient::new()?;
     let store = super::open_store(cli).await?;
     // run-now claims like a replica and holds a lease while it sends, so that a daemon takes over only if it dies.
-    let replica = Replica::this_process();
+    let replica = Replica::this_process(crate::store::DEFAULT_LEASE);
     store.register(&replica).await?;
     let lease = tokio::spawn(heartbeat(store.clone(), replica.clone()));
     let fired = claim_and_fire(&store, &replica, &client, schedule, &request, slot).await;
@@ -67,7 +67,11 @@ async fn claim_and_fire(
         eprintln!("attempt {attempt} failed: {message}; retrying in {:.1}s", wait.as_secs_f64());
     })
     .await;
-    store.finish(&schedule.name, slot, &result, &replica.id, Utc::now()).await?;
+    if !store.finish(&schedule.name, slot, &result, &replica.id, Utc::now()).await? {
+        eprintln!(
+            "note: a daemon took this run over while it was sending (its lease ran out); the history says unknown"
+        );
+    }
     Ok(result)
 }
 

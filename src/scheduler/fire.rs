@@ -95,7 +95,15 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         let not_before = slot.at + chrono::Duration::from_std(slot.delay).unwrap_or_default();
         let lead = chrono::Duration::from_std(LEAD).unwrap_or_default();
         self.clock.wait_until(not_before - lead).await;
-        let Ok(permit) = self.pool.acquire().await else { return };
+        let permit = match self.pool.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Places free up as results are recorded: have them recorded now rather than gathered.
+                self.store.hurry();
+                let Ok(permit) = self.pool.acquire().await else { return };
+                permit
+            }
+        };
         if !self.dry_run && !self.mark_sending(&slot).await {
             return;
         }
@@ -116,11 +124,12 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
             }
             Err(error) => RunResult::unanswered(Ending::Failed, Some(error.to_string())),
         };
-        // The pool bounds requests in flight; recording the result does not need a place in it.
-        drop(permit);
+        // The place is held until the result is recorded: at most `concurrency` rows are ever `sending`, so a
+        // crash leaves at most that many `unknown`.
         if !self.dry_run {
             self.record(&schedule.name, at, &result).await;
         }
+        drop(permit);
         log_fire(&schedule.name, at, reason, &result, lateness_ms, self.dry_run);
         if let Some(fired) = &self.fired {
             let _ = fired.send(Fired { schedule: schedule.name.to_string(), slot: at, reason, result, lateness_ms });

@@ -22,7 +22,6 @@ const WARN_OFFSET: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 pub struct Lease<S, C> {
     pub store: Arc<S>,
     pub replica: Arc<Replica>,
-    pub lease: Duration,
     pub clock: Arc<Corrected<C>>,
     pub health: Arc<Health>,
 }
@@ -30,12 +29,12 @@ pub struct Lease<S, C> {
 impl<S: RunStore, C: Clock> Lease<S, C> {
     /// Heartbeats and takes over until `stop`, sending what it took over to `taken`.
     pub async fn keep(self, taken: mpsc::UnboundedSender<TakenOver>, stop: CancellationToken) {
-        let mut beat = tokio::time::interval((self.lease / 3).max(Duration::from_millis(10)));
+        let mut beat = tokio::time::interval((self.replica.lease / 3).max(Duration::from_millis(10)));
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut measured = tokio::time::Instant::now();
         // After an outage every replica's heartbeat is stale at once: none takes over another until all have had a
         // lease to renew theirs. At start, the others have had theirs.
-        let mut renewed_since = Some(tokio::time::Instant::now().checked_sub(self.lease).unwrap_or(measured));
+        let mut renewed_since = Some(tokio::time::Instant::now().checked_sub(self.replica.lease).unwrap_or(measured));
         loop {
             tokio::select! {
                 _ = beat.tick() => {}
@@ -50,10 +49,10 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
                 continue;
             }
             let since = *renewed_since.get_or_insert_with(tokio::time::Instant::now);
-            if since.elapsed() < self.lease {
+            if since.elapsed() < self.replica.lease {
                 continue;
             }
-            match self.store.take_over(&self.replica, self.lease).await {
+            match self.store.take_over(&self.replica).await {
                 Ok(found) => {
                     for dead in found {
                         log_takeover(&dead);

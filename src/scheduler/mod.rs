@@ -114,8 +114,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             trigger,
             clock: Arc::new(Corrected::new(clock)),
             pool: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            replica: Arc::new(Replica::this_process(options.lease)),
             options,
-            replica: Arc::new(Replica::this_process()),
             schedules: HashMap::new(),
             queue: Queue::default(),
             tasks: JoinSet::new(),
@@ -187,7 +187,6 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         Lease {
             store: self.store.clone(),
             replica: self.replica.clone(),
-            lease: self.options.lease,
             clock: self.clock.clone(),
             health: self.health.clone(),
         }
@@ -206,9 +205,9 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                 let (newest, older) = missed_since(&schedule, *last, now);
                 missed.extend(older.into_iter().map(|slot| (schedule.name.to_string(), slot)));
                 match newest {
-                    // Just passed: another replica may be firing it this moment, so it is claimed, never missed.
-                    Some(slot) if now - slot <= ON_TIME => catch_up.push((schedule.clone(), slot, Reason::Schedule)),
-                    Some(slot) if may_catch_up(&schedule, slot, now) => {
+                    // Just passed, it is claimed even with catch-up off: another replica may be firing it this
+                    // moment, and a `missed` row would stop it.
+                    Some(slot) if now - slot <= ON_TIME || may_catch_up(&schedule, slot, now) => {
                         catch_up.push((schedule.clone(), slot, Reason::CatchUp));
                     }
                     Some(slot) => missed.push((schedule.name.to_string(), slot)),

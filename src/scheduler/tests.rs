@@ -135,11 +135,14 @@ impl RunStore for Flaky {
     async fn deregister(&self, replica: &Replica) -> Result<(), StoreError> {
         through!(self.deregister(replica))
     }
-    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
-        through!(self.take_over(me, lease))
+    async fn take_over(&self, me: &Replica) -> Result<Vec<TakenOver>, StoreError> {
+        through!(self.take_over(me))
     }
-    async fn live_replicas(&self, lease: Duration) -> Result<Vec<crate::store::ReplicaRow>, StoreError> {
-        through!(self.live_replicas(lease))
+    async fn live_replicas(&self) -> Result<Vec<crate::store::ReplicaRow>, StoreError> {
+        through!(self.live_replicas())
+    }
+    fn hurry(&self) {
+        self.store.hurry()
     }
     async fn clock(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         through!(self.clock())

@@ -101,18 +101,24 @@ pub struct Replica {
     pub id: String,
     pub host: String,
     pub pid: u32,
+    /// The PID namespace the pid means something in: two containers on one host name each have a PID 1.
+    pub pid_ns: String,
+    /// Dead once its heartbeat is older than this. Each replica says its own, so that replicas (and `run-now`) with
+    /// different leases judge each other right.
+    pub lease: Duration,
 }
 
 impl Replica {
-    pub fn this_process() -> Replica {
+    pub fn this_process(lease: Duration) -> Replica {
         let host = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
         let pid = std::process::id();
+        let pid_ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
         let nonce: u32 = rand::random();
-        Replica { id: format!("{host}:{pid}:{nonce:08x}"), host, pid }
+        Replica { id: format!("{host}:{pid}:{nonce:08x}"), host, pid, pid_ns, lease }
     }
 }
 
@@ -197,6 +203,10 @@ pub trait RunStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Writes the results gathered so far without waiting out the gathering time: a slot waits for a place in the
+    /// pool that recording them will free.
+    fn hurry(&self) {}
+
     /// Records `owner`'s `claimed` rows as `missed`, with why: slots taken over too late to fire.
     fn release_missed(
         &self,
@@ -235,16 +245,13 @@ pub trait RunStore: Send + Sync {
     /// Removes a replica that stops: its `claimed` rows are taken over at once by the next live replica.
     fn deregister(&self, replica: &Replica) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Takes over the unfinished rows of every replica whose heartbeat is older than `lease` (or, on SQLite,
-    /// whose process has gone from this host): `claimed` rows become `me`'s, `sending` rows become `unknown`.
-    fn take_over(
-        &self,
-        me: &Replica,
-        lease: Duration,
-    ) -> impl Future<Output = Result<Vec<TakenOver>, StoreError>> + Send;
+    /// Takes over the unfinished rows of every replica whose heartbeat is older than its lease (or, on SQLite,
+    /// whose process has gone from this host), and of owners no longer registered: `claimed` rows become `me`'s,
+    /// `sending` rows become `unknown`.
+    fn take_over(&self, me: &Replica) -> impl Future<Output = Result<Vec<TakenOver>, StoreError>> + Send;
 
-    /// The replicas whose heartbeat is within `lease`.
-    fn live_replicas(&self, lease: Duration) -> impl Future<Output = Result<Vec<ReplicaRow>, StoreError>> + Send;
+    /// The replicas whose heartbeat is within their lease.
+    fn live_replicas(&self) -> impl Future<Output = Result<Vec<ReplicaRow>, StoreError>> + Send;
 
     /// The database's own clock, read as close to the call as can be; `None` when it is this host's clock.
     fn clock(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
@@ -286,6 +293,13 @@ macro_rules! each {
 }
 
 impl RunStore for Store {
+    fn hurry(&self) {
+        match self {
+            Store::Sqlite(s) => s.hurry(),
+            Store::Postgres(s) => s.hurry(),
+        }
+    }
+
     async fn claim_many(
         &self,
         slots: Vec<(String, DateTime<Utc>, Reason)>,
@@ -348,12 +362,12 @@ impl RunStore for Store {
         each!(self, s => s.deregister(replica))
     }
 
-    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
-        each!(self, s => s.take_over(me, lease))
+    async fn take_over(&self, me: &Replica) -> Result<Vec<TakenOver>, StoreError> {
+        each!(self, s => s.take_over(me))
     }
 
-    async fn live_replicas(&self, lease: Duration) -> Result<Vec<ReplicaRow>, StoreError> {
-        each!(self, s => s.live_replicas(lease))
+    async fn live_replicas(&self) -> Result<Vec<ReplicaRow>, StoreError> {
+        each!(self, s => s.live_replicas())
     }
 
     async fn clock(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -207,7 +207,7 @@ impl PostgresStore {
         Ok(batch.iter().map(|f| recorded.contains(&(f.key.0.clone(), millis(f.key.1)))).collect())
     }
 
-    async fn take_over_in(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
+    async fn take_over_in(&self, me: &Replica) -> Result<Vec<TakenOver>, StoreError> {
         let mut client = self.client().await?;
         let steps = async {
             let transaction = client.transaction().await?;
@@ -223,12 +223,11 @@ impl PostgresStore {
                 return Ok(Vec::new());
             }
             let now: i64 = transaction.query_one(&format!("SELECT {DB_NOW}"), &[]).await?.get(0);
-            let since = now - lease_millis(lease);
             let owners = transaction
                 .query(
                     "SELECT DISTINCT owner FROM runs WHERE state IN ('claimed', 'sending') AND owner <> $1
-                     AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2)",
-                    &[&me.id, &since],
+                     AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2 - lease)",
+                    &[&me.id, &now],
                 )
                 .await?;
             let mut taken = Vec::new();
@@ -245,7 +244,8 @@ impl PostgresStore {
                 let claimed = transaction.query(&sql, &[&me.id, &owner]).await?.iter().map(read_run).collect();
                 taken.push(TakenOver { from: owner, claimed, unknown: unknown as usize });
             }
-            transaction.execute("DELETE FROM replicas WHERE heartbeat < $1 AND id <> $2", &[&since, &me.id]).await?;
+            let stale = "DELETE FROM replicas WHERE heartbeat < $1 - lease AND id <> $2";
+            transaction.execute(stale, &[&now, &me.id]).await?;
             transaction.commit().await?;
             Ok::<_, tokio_postgres::Error>(taken)
         };
@@ -415,6 +415,12 @@ impl RunStore for PostgresStore {
         submit(finishes, finish).await
     }
 
+    fn hurry(&self) {
+        if let Some(finishes) = self.finishes.get() {
+            finishes.hurry();
+        }
+    }
+
     async fn release_missed(
         &self,
         keys: Vec<Key>,
@@ -476,11 +482,12 @@ impl RunStore for PostgresStore {
 
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO replicas (id, host, pid, version, started, heartbeat) VALUES ($1, $2, $3, $4, {DB_NOW}, {DB_NOW})
-             ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat"
+            "INSERT INTO replicas (id, host, pid, pid_ns, version, started, heartbeat, lease)
+             VALUES ($1, $2, $3, $4, $5, {DB_NOW}, {DB_NOW}, $6) ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat"
         );
-        let pid = i64::from(replica.pid);
-        self.execute(&sql, &[&replica.id, &replica.host, &pid, &env!("CARGO_PKG_VERSION")]).await.map(drop)
+        let (pid, lease) = (i64::from(replica.pid), lease_millis(replica.lease));
+        let version = env!("CARGO_PKG_VERSION");
+        self.execute(&sql, &[&replica.id, &replica.host, &pid, &replica.pid_ns, &version, &lease]).await.map(drop)
     }
 
     async fn heartbeat(&self, replica: &Replica) -> Result<bool, StoreError> {
@@ -496,15 +503,15 @@ impl RunStore for PostgresStore {
         self.execute("DELETE FROM replicas WHERE id = $1", &[&replica.id]).await.map(drop)
     }
 
-    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
-        self.take_over_in(me, lease).await
+    async fn take_over(&self, me: &Replica) -> Result<Vec<TakenOver>, StoreError> {
+        self.take_over_in(me).await
     }
 
-    async fn live_replicas(&self, lease: Duration) -> Result<Vec<ReplicaRow>, StoreError> {
+    async fn live_replicas(&self) -> Result<Vec<ReplicaRow>, StoreError> {
         let sql = format!(
-            "SELECT id, version, started, heartbeat FROM replicas WHERE heartbeat >= {DB_NOW} - $1 ORDER BY started"
+            "SELECT id, version, started, heartbeat FROM replicas WHERE heartbeat >= {DB_NOW} - lease ORDER BY started"
         );
-        let rows = self.query(&sql, &[&lease_millis(lease)]).await?;
+        let rows = self.query(&sql, &[]).await?;
         Ok(rows
             .iter()
             .map(|r| ReplicaRow {

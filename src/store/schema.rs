@@ -33,9 +33,11 @@ pub const MIGRATIONS: &[&str] = &[
         id        TEXT   PRIMARY KEY,
         host      TEXT   NOT NULL,
         pid       BIGINT NOT NULL,
+        pid_ns    TEXT   NOT NULL,
         version   TEXT   NOT NULL,
         started   BIGINT NOT NULL,
-        heartbeat BIGINT NOT NULL
+        heartbeat BIGINT NOT NULL,
+        lease     BIGINT NOT NULL
     );",
 ];
 

@@ -236,13 +236,16 @@ fn pid_alive(pid: i64) -> bool {
     !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
 }
 
-fn take_over(c: &mut Connection, me: &Replica, lease: Duration) -> rusqlite::Result<Vec<TakenOver>> {
+fn take_over(c: &mut Connection, me: &Replica) -> rusqlite::Result<Vec<TakenOver>> {
     let now = millis(Utc::now());
     let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Only a process of this host and PID namespace can be seen to be gone.
     let gone: Vec<String> = {
-        let mut statement = transaction.prepare_cached("SELECT id, pid FROM replicas WHERE host = $1 AND id <> $2")?;
-        let rows =
-            statement.query_map(params![me.host, me.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut statement = transaction.prepare_cached(
+            "SELECT id, pid FROM replicas WHERE host = $1 AND pid_ns = $2 AND pid_ns <> '' AND id <> $3",
+        )?;
+        let found = params![me.host, me.pid_ns, me.id];
+        let rows = statement.query_map(found, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.filter_map(Result::ok).filter(|(_, pid)| !pid_alive(*pid)).map(|(id, _)| id).collect()
     };
     for id in gone {
@@ -251,9 +254,9 @@ fn take_over(c: &mut Connection, me: &Replica, lease: Duration) -> rusqlite::Res
     let owners: Vec<String> = {
         let mut statement = transaction.prepare_cached(
             "SELECT DISTINCT owner FROM runs WHERE state IN ('claimed', 'sending') AND owner <> $1
-             AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2)",
+             AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2 - lease)",
         )?;
-        statement.query_map(params![me.id, now - lease_millis(lease)], |r| r.get(0))?.collect::<Result<_, _>>()?
+        statement.query_map(params![me.id, now], |r| r.get(0))?.collect::<Result<_, _>>()?
     };
     let mut taken = Vec::new();
     for owner in owners {
@@ -266,8 +269,7 @@ fn take_over(c: &mut Connection, me: &Replica, lease: Duration) -> rusqlite::Res
             transaction.prepare(&sql)?.query_map(params![me.id, owner], read_run)?.collect::<Result<_, _>>()?;
         taken.push(TakenOver { from: owner, claimed, unknown });
     }
-    transaction
-        .execute("DELETE FROM replicas WHERE heartbeat < $1 AND id <> $2", params![now - lease_millis(lease), me.id])?;
+    transaction.execute("DELETE FROM replicas WHERE heartbeat < $1 - lease AND id <> $2", params![now, me.id])?;
     transaction.commit()?;
     Ok(taken)
 }
@@ -348,6 +350,12 @@ impl RunStore for SqliteStore {
         submit(finishes, finish).await
     }
 
+    fn hurry(&self) {
+        if let Some(finishes) = self.finishes.get() {
+            finishes.hurry();
+        }
+    }
+
     async fn release_missed(
         &self,
         keys: Vec<Key>,
@@ -418,9 +426,17 @@ impl RunStore for SqliteStore {
         self.with(move |c| {
             let now = millis(Utc::now());
             c.execute(
-                "INSERT INTO replicas (id, host, pid, version, started, heartbeat) VALUES ($1, $2, $3, $4, $5, $5)
-                 ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
-                params![replica.id, replica.host, replica.pid, env!("CARGO_PKG_VERSION"), now],
+                "INSERT INTO replicas (id, host, pid, pid_ns, version, started, heartbeat, lease)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
+                params![
+                    replica.id,
+                    replica.host,
+                    replica.pid,
+                    replica.pid_ns,
+                    env!("CARGO_PKG_VERSION"),
+                    now,
+                    lease_millis(replica.lease)
+                ],
             )
             .map(drop)
         })
@@ -445,18 +461,17 @@ impl RunStore for SqliteStore {
         self.with(move |c| c.execute("DELETE FROM replicas WHERE id = $1", params![id]).map(drop)).await
     }
 
-    async fn take_over(&self, me: &Replica, lease: Duration) -> Result<Vec<TakenOver>, StoreError> {
+    async fn take_over(&self, me: &Replica) -> Result<Vec<TakenOver>, StoreError> {
         let me = me.clone();
-        self.with(move |c| take_over(c, &me, lease)).await
+        self.with(move |c| take_over(c, &me)).await
     }
 
-    async fn live_replicas(&self, lease: Duration) -> Result<Vec<ReplicaRow>, StoreError> {
+    async fn live_replicas(&self) -> Result<Vec<ReplicaRow>, StoreError> {
         self.with(move |c| {
-            let since = millis(Utc::now()) - lease_millis(lease);
             let mut statement = c.prepare(
-                "SELECT id, version, started, heartbeat FROM replicas WHERE heartbeat >= $1 ORDER BY started",
+                "SELECT id, version, started, heartbeat FROM replicas WHERE heartbeat >= $1 - lease ORDER BY started",
             )?;
-            let rows = statement.query_map(params![since], |r| {
+            let rows = statement.query_map(params![millis(Utc::now())], |r| {
                 Ok(ReplicaRow {
                     id: r.get(0)?,
                     version: r.get(1)?,

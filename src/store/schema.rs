@@ -28,7 +28,7 @@ pub const MIGRATIONS: &[&str] = &[
     UPDATE runs SET state = 'unknown',
         error = 'pipecron stopped before it recorded an answer; a pipeline may have been created'
         WHERE state = 'claimed';
-    CREATE INDEX runs_unfinished ON runs (owner) WHERE state IN ('claimed', 'sending');
+    CREATE INDEX runs_unfinished ON runs (owner, schedule, slot) WHERE state IN ('claimed', 'sending');
     CREATE TABLE replicas (
         id        TEXT   PRIMARY KEY,
         host      TEXT   NOT NULL,

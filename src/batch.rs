@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 pub struct Batcher<I, O> {
     queue: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
@@ -18,18 +18,24 @@ pub struct Batcher<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the task on the current runtime. It waits `gather` after the first item of a batch for more to queue
-    /// (zero: takes only what is already there), and takes at most `max` items at once. `work` answers a batch with
-    /// one output per item, in order.
-    pub fn spawn<F, Fut>(gather: Duration, max: usize, mut work: F) -> Self
+    /// (zero: takes only what is already there), takes at most `max` items at once, and has at most `parallel`
+    /// batches in hand at once: a database with a pool of connections commits several together (PostgreSQL flushes
+    /// their commits to disk in one go), one with a single connection takes them in turn. `work` answers a batch
+    /// with one output per item, in order.
+    pub fn spawn<F, Fut>(gather: Duration, max: usize, parallel: usize, mut work: F) -> Self
     where
         F: FnMut(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<O>> + Send,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
     {
         let (queue, mut items) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
         let hurry = Arc::new(Notify::new());
         let hurried = hurry.clone();
+        let workers = Arc::new(Semaphore::new(parallel.max(1)));
         tokio::spawn(async move {
-            while let Some(first) = items.recv().await {
+            // While every worker is busy, items queue up into the next batch.
+            while let Ok(worker) = workers.clone().acquire_owned().await
+                && let Some(first) = items.recv().await
+            {
                 if !gather.is_zero() {
                     tokio::select! {
                         _ = tokio::time::sleep(gather) => {}
@@ -43,9 +49,13 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     batch.push(next);
                 }
                 let (inputs, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
-                for (reply, answer) in replies.into_iter().zip(work(inputs).await) {
-                    let _ = reply.send(answer);
-                }
+                let answers = work(inputs);
+                tokio::spawn(async move {
+                    for (reply, answer) in replies.into_iter().zip(answers.await) {
+                        let _ = reply.send(answer);
+                    }
+                    drop(worker);
+                });
             }
         });
         Batcher { queue, hurry }
@@ -74,7 +84,7 @@ mod tests {
     async fn items_that_queue_together_are_handled_in_one_batch() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Arc::new(Batcher::spawn(Duration::from_millis(5), 100, move |items: Vec<u32>| {
+        let batcher = Arc::new(Batcher::spawn(Duration::from_millis(5), 100, 1, move |items: Vec<u32>| {
             seen.lock().expect("not poisoned").push(items.len());
             async move { items.into_iter().map(|i| i * 2).collect() }
         }));
@@ -92,7 +102,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_hurried_batch_is_handled_before_its_gathering_time() {
-        let batcher = Arc::new(Batcher::spawn(Duration::from_secs(10), 100, |items: Vec<u32>| async move { items }));
+        let batcher = Arc::new(Batcher::spawn(Duration::from_secs(10), 100, 1, |items: Vec<u32>| async move { items }));
         let waiting = {
             let batcher = batcher.clone();
             tokio::spawn(async move { batcher.submit(7).await })

@@ -166,7 +166,14 @@ impl Reader<'_> {
             "enabled" => f.enabled = at(node.pos, boolean(node)?),
             "allow_http" => f.allow_http = at(node.pos, boolean(node)?),
             "catch_up" => f.catch_up = at(node.pos, duration(node)?),
-            "jitter" => f.jitter = at(node.pos, duration(node)?),
+            "jitter" => match duration(node)? {
+                jitter if jitter > MAX_JITTER => {
+                    return Err(
+                        "a jitter longer than a day holds the slot claimed for that long; use at most 1d".into()
+                    );
+                }
+                jitter => f.jitter = at(node.pos, jitter),
+            },
             "timeout" => match duration(node)? {
                 Duration::ZERO => return Err("a timeout of 0 would fail every request; use e.g. 30s".into()),
                 timeout => f.timeout = at(node.pos, timeout),
@@ -374,6 +381,9 @@ fn boolean(node: &Node) -> Result<bool, String> {
         other => Err(format!("expected true or false, found {}", other.kind())),
     }
 }
+
+/// The longest jitter: a slot waits out its jitter claimed, and no other replica may fire it meanwhile.
+const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 
 fn duration(node: &Node) -> Result<Duration, String> {
     match &node.value {

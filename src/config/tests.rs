@@ -91,6 +91,14 @@ fn one_bad_schedule_does_not_hide_the_others() {
 }
 
 #[test]
+fn a_jitter_over_a_day_is_refused() {
+    let text = FILE.replace("cron: \"@daily\"", "cron: \"@daily\"\n    jitter: 100000000d");
+    let (_, diagnostics) = load_text(&text, true);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert!(diagnostics[0].message.contains("at most 1d"), "{diagnostics:?}");
+}
+
+#[test]
 fn x_keys_hold_anchors_for_the_file() {
     let text = "x-gitlab: &gitlab\n  gitlab: https://gitlab.example.com\n  token: ${TOKEN}\ndefaults:\n  <<: *gitlab\n  project: 9\n  ref: main\nschedules:\n  a:\n    cron: \"@daily\"\n";
     let (schedules, diagnostics) = load_text(text, true);

@@ -6,11 +6,12 @@
 //! end `unknown`. Slots that come due together are moved in one statement by the store's batcher.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::health::Health;
 use super::{Fired, LEAD, ON_TIME};
@@ -34,12 +35,15 @@ pub struct Slot {
     /// Its jitter.
     pub delay: Duration,
     pub request: Result<TriggerRequest, crate::trigger::request::RequestError>,
+    /// For a slot without jitter: the instant the loop has waited for, shared by every slot due then, so that a
+    /// burst wakes once at its instant rather than once per slot.
+    pub go: Option<watch::Receiver<DateTime<Utc>>>,
 }
 
 impl Slot {
     pub fn new(schedule: Arc<Schedule>, at: DateTime<Utc>, reason: Reason, delay: Duration) -> Slot {
         let request = TriggerRequest::new(&schedule, at, reason, &Overrides::default());
-        Slot { schedule, at, reason, delay, request }
+        Slot { schedule, at, reason, delay, request, go: None }
     }
 
     fn key(&self) -> Key {
@@ -58,6 +62,8 @@ pub struct FireContext<S, T, C> {
     pub replica: Arc<Replica>,
     pub health: Arc<Health>,
     pub in_flight: InFlight,
+    /// How many slots wait for a place in the pool: while any do, results are recorded without gathering.
+    pub waiting: Arc<AtomicUsize>,
     pub fired: Option<mpsc::UnboundedSender<Fired>>,
 }
 
@@ -73,6 +79,7 @@ impl<S, T, C> Clone for FireContext<S, T, C> {
             replica: self.replica.clone(),
             health: self.health.clone(),
             in_flight: self.in_flight.clone(),
+            waiting: self.waiting.clone(),
             fired: self.fired.clone(),
         }
     }
@@ -98,16 +105,21 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         let permit = match self.pool.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
-                // Places free up as results are recorded: have them recorded now rather than gathered.
+                self.waiting.fetch_add(1, Ordering::Relaxed);
                 self.store.hurry();
-                let Ok(permit) = self.pool.acquire().await else { return };
+                let permit = self.pool.acquire().await;
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                let Ok(permit) = permit else { return };
                 permit
             }
         };
         if !self.dry_run && !self.mark_sending(&slot).await {
             return;
         }
-        self.clock.wait_until(not_before).await;
+        match slot.go.clone() {
+            Some(mut go) if slot.delay.is_zero() => drop(go.wait_for(|t| *t >= slot.at).await),
+            _ => self.clock.wait_until(not_before).await,
+        }
         let started = self.clock.now();
         let lateness_ms = (started - slot.at).num_milliseconds() - slot.delay.as_millis() as i64;
         let Slot { schedule, at, reason, request, .. } = slot;
@@ -164,6 +176,10 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     /// Records how the run ended, retrying while the store does not answer.
     async fn record(&self, name: &str, slot: DateTime<Utc>, result: &RunResult) {
         let owner = self.replica.id.as_str();
+        // Places in the pool free up as results are recorded: while slots wait for one, record now.
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.store.hurry();
+        }
         let recorded =
             self.retry("recording a run", || self.store.finish(name, slot, result, owner, self.clock.now())).await;
         if !recorded {

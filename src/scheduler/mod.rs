@@ -102,6 +102,7 @@ pub struct Scheduler<S, T, C> {
     pool: Arc<Semaphore>,
     tasks: JoinSet<()>,
     in_flight: InFlight,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     health: Arc<Health>,
     unclaimed: Arc<Mutex<Unclaimed>>,
     fired: Option<mpsc::UnboundedSender<Fired>>,
@@ -120,6 +121,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             queue: Queue::default(),
             tasks: JoinSet::new(),
             in_flight: Arc::default(),
+            waiting: Arc::default(),
             health: Arc::default(),
             unclaimed: Arc::default(),
             fired: None,
@@ -391,12 +393,21 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                 }
             };
             let mut tasks = JoinSet::new();
+            let (go, started) = tokio::sync::watch::channel(DateTime::<Utc>::MIN_UTC);
+            let mut instants = std::collections::BTreeSet::new();
             for (((schedule, at, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
                 if won {
-                    tasks.spawn(context.clone().fire(Slot::new(schedule, at, reason, delay)));
+                    let slot = Slot { go: Some(started.clone()), ..Slot::new(schedule, at, reason, delay) };
+                    instants.extend(delay.is_zero().then_some(at));
+                    tasks.spawn(context.clone().fire(slot));
                 } else {
                     tracing::debug!(schedule = %schedule.name, slot = %at, "claimed by another replica");
                 }
+            }
+            // One wake at each instant, to the microsecond, for all the slots due then.
+            for at in instants {
+                context.clock.wait_until(at).await;
+                let _ = go.send(at);
             }
             tasks.join_all().await;
         });
@@ -413,6 +424,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             replica: self.replica.clone(),
             health: self.health.clone(),
             in_flight: self.in_flight.clone(),
+            waiting: self.waiting.clone(),
             fired: self.fired.clone(),
         }
     }

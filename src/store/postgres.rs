@@ -25,6 +25,10 @@ use crate::trigger::{Pipeline, Reason, RunResult};
 
 /// The database's clock, in milliseconds since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// Connections per replica: the loop's claims, the lease, and `PARALLEL` batches each of results and of moves to
+/// `sending`, which PostgreSQL commits together.
+const POOL: usize = 10;
+const PARALLEL: usize = 4;
 /// Advisory lock keys: one for migrations, one for takeovers.
 const MIGRATION_LOCK: i64 = 0x7069_7065_6372_6f6e;
 const TAKEOVER_LOCK: i64 = 0x7069_7065_6372_6f6f;
@@ -63,7 +67,7 @@ impl PostgresStore {
             }
         };
         let pool = Pool::builder(manager)
-            .max_size(4)
+            .max_size(POOL)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
             .create_timeout(Some(Duration::from_secs(5)))
@@ -387,7 +391,7 @@ impl RunStore for PostgresStore {
     async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
         let sending = self.sending.get_or_init(|| {
             let store = self.clone();
-            Batcher::spawn(Duration::ZERO, BATCH, move |batch: Vec<(Vec<Key>, String)>| {
+            Batcher::spawn(Duration::ZERO, BATCH, PARALLEL, move |batch: Vec<(Vec<Key>, String)>| {
                 let (store, len) = (store.clone(), batch.len());
                 async move { each_answer(store.start_sending_many(batch).await, len) }
             })
@@ -405,7 +409,7 @@ impl RunStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         let finishes = self.finishes.get_or_init(|| {
             let store = self.clone();
-            Batcher::spawn(GATHER, BATCH, move |batch: Vec<Finish>| {
+            Batcher::spawn(GATHER, BATCH, PARALLEL, move |batch: Vec<Finish>| {
                 let (store, len) = (store.clone(), batch.len());
                 async move { each_answer(store.finish_many(batch).await, len) }
             })

@@ -320,7 +320,7 @@ impl RunStore for SqliteStore {
     async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
         let sending = self.sending.get_or_init(|| {
             let connection = self.connection.clone();
-            Batcher::spawn(Duration::ZERO, BATCH, move |batch: Vec<(Vec<Key>, String)>| {
+            Batcher::spawn(Duration::ZERO, BATCH, 1, move |batch: Vec<(Vec<Key>, String)>| {
                 let len = batch.len();
                 let written = run_blocking(connection.clone(), move |c| start_sending(c, &batch));
                 async move { each_answer(written.await, len) }
@@ -339,7 +339,7 @@ impl RunStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let finishes = self.finishes.get_or_init(|| {
             let connection = self.connection.clone();
-            Batcher::spawn(GATHER, BATCH, move |batch: Vec<Finish>| {
+            Batcher::spawn(GATHER, BATCH, 1, move |batch: Vec<Finish>| {
                 let len = batch.len();
                 let written = run_blocking(connection.clone(), move |c| finish_many(c, &batch));
                 async move { each_answer(written.await, len) }

@@ -29,7 +29,11 @@ pub struct Lease<S, C> {
 impl<S: RunStore, C: Clock> Lease<S, C> {
     /// Heartbeats and takes over until `stop`, sending what it took over to `taken`.
     pub async fn keep(self, taken: mpsc::UnboundedSender<TakenOver>, stop: CancellationToken) {
-        let mut beat = tokio::time::interval((self.replica.lease / 3).max(Duration::from_millis(10)));
+        // Cron puts slots on whole seconds: the lease works at half past, out of their way.
+        let now = self.clock.now();
+        let to_half = (1_500_000_000 - i64::from(now.timestamp_subsec_nanos())) % 1_000_000_000;
+        let first = tokio::time::Instant::now() + Duration::from_nanos(to_half.unsigned_abs());
+        let mut beat = tokio::time::interval_at(first, (self.replica.lease / 3).max(Duration::from_millis(10)));
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut measured = tokio::time::Instant::now();
         // After an outage every replica's heartbeat is stale at once: none takes over another until all have had a

@@ -236,8 +236,28 @@ fn pid_alive(pid: i64) -> bool {
     !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
 }
 
+/// True if some replica may be dead: a row unfinished by another owner that is not live, or another process of
+/// this host's that is gone. Read without the write lock, which a takeover takes only when there is one to do.
+fn anyone_to_take_over(c: &Connection, me: &Replica, now: i64) -> rusqlite::Result<bool> {
+    let orphans: i64 = c.prepare_cached(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE state IN ('claimed', 'sending') AND owner <> $1
+         AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2 - lease) LIMIT 1)",
+    )?
+    .query_row(params![me.id, now], |r| r.get(0))?;
+    let mut neighbours =
+        c.prepare_cached("SELECT pid FROM replicas WHERE host = $1 AND pid_ns = $2 AND pid_ns <> '' AND id <> $3")?;
+    let pids: Vec<i64> = neighbours.query_map(params![me.host, me.pid_ns, me.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let stale: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM replicas WHERE heartbeat < $1 - lease AND id <> $2")?
+        .query_row(params![now, me.id], |r| r.get(0))?;
+    Ok(orphans > 0 || stale > 0 || pids.into_iter().any(|pid| !pid_alive(pid)))
+}
+
 fn take_over(c: &mut Connection, me: &Replica) -> rusqlite::Result<Vec<TakenOver>> {
     let now = millis(Utc::now());
+    if !anyone_to_take_over(c, me, now)? {
+        return Ok(Vec::new());
+    }
     let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Only a process of this host and PID namespace can be seen to be gone.
     let gone: Vec<String> = {

@@ -48,16 +48,18 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
                 self.measure_clock().await;
                 measured = tokio::time::Instant::now();
             }
-            if !self.renew().await {
-                renewed_since = None;
-                continue;
-            }
-            let since = *renewed_since.get_or_insert_with(tokio::time::Instant::now);
-            if since.elapsed() < self.replica.lease {
-                continue;
-            }
-            match self.store.take_over(&self.replica).await {
-                Ok(found) => {
+            let may_take_over = renewed_since.is_some_and(|since| since.elapsed() >= self.replica.lease);
+            match self.store.beat(&self.replica, may_take_over).await {
+                Ok((renewed, found)) => {
+                    self.health.ok();
+                    renewed_since.get_or_insert_with(tokio::time::Instant::now);
+                    if !renewed {
+                        tracing::warn!(
+                            replica = owner_name(&self.replica.id),
+                            "this replica's lease had run out (paused, or cut off from the database); its unfinished \
+                             slots were taken over by others and will not be sent from here"
+                        );
+                    }
                     for dead in found {
                         log_takeover(&dead);
                         if !dead.claimed.is_empty() && taken.send(dead).is_err() {
@@ -65,29 +67,12 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
                         }
                     }
                 }
-                Err(error) => self.health.failed("taking over dead replicas", &error),
+                Err(error) => {
+                    self.health.failed("renewing the lease", &error);
+                    renewed_since = None;
+                }
             }
         }
-    }
-
-    /// Renews the lease; false if the store did not answer.
-    async fn renew(&self) -> bool {
-        match self.store.heartbeat(&self.replica).await {
-            Ok(true) => self.health.ok(),
-            Ok(false) => {
-                self.health.ok();
-                tracing::warn!(
-                    replica = owner_name(&self.replica.id),
-                    "this replica's lease had run out (paused, or cut off from the database); its unfinished slots \
-                     were taken over by others and will not be sent from here"
-                );
-            }
-            Err(error) => {
-                self.health.failed("renewing the lease", &error);
-                return false;
-            }
-        }
-        true
     }
 
     /// Reads the database's clock and fires on it from now on. Half the round trip is the error; the reading is

@@ -242,6 +242,20 @@ pub trait RunStore: Send + Sync {
     /// anew, and its unfinished rows are no longer its own.
     fn heartbeat(&self, replica: &Replica) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// One beat of the lease: renews it and, if `take_over`, takes over dead replicas' rows; what `heartbeat` and
+    /// `take_over` answer. A store may do both in one go, so that an idle replica wakes once a beat.
+    fn beat(
+        &self,
+        replica: &Replica,
+        take_over: bool,
+    ) -> impl Future<Output = Result<(bool, Vec<TakenOver>), StoreError>> + Send {
+        async move {
+            let renewed = self.heartbeat(replica).await?;
+            let taken = if take_over { self.take_over(replica).await? } else { Vec::new() };
+            Ok((renewed, taken))
+        }
+    }
+
     /// Removes a replica that stops: its `claimed` rows are taken over at once by the next live replica.
     fn deregister(&self, replica: &Replica) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -356,6 +370,10 @@ impl RunStore for Store {
 
     async fn heartbeat(&self, replica: &Replica) -> Result<bool, StoreError> {
         each!(self, s => s.heartbeat(replica))
+    }
+
+    async fn beat(&self, replica: &Replica, take_over: bool) -> Result<(bool, Vec<TakenOver>), StoreError> {
+        each!(self, s => s.beat(replica, take_over))
     }
 
     async fn deregister(&self, replica: &Replica) -> Result<(), StoreError> {

@@ -239,14 +239,16 @@ fn pid_alive(pid: i64) -> bool {
 /// True if some replica may be dead: a row unfinished by another owner that is not live, or another process of
 /// this host's that is gone. Read without the write lock, which a takeover takes only when there is one to do.
 fn anyone_to_take_over(c: &Connection, me: &Replica, now: i64) -> rusqlite::Result<bool> {
-    let orphans: i64 = c.prepare_cached(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE state IN ('claimed', 'sending') AND owner <> $1
+    let orphans: i64 = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE state IN ('claimed', 'sending') AND owner <> $1
          AND owner NOT IN (SELECT id FROM replicas WHERE heartbeat >= $2 - lease) LIMIT 1)",
-    )?
-    .query_row(params![me.id, now], |r| r.get(0))?;
+        )?
+        .query_row(params![me.id, now], |r| r.get(0))?;
     let mut neighbours =
         c.prepare_cached("SELECT pid FROM replicas WHERE host = $1 AND pid_ns = $2 AND pid_ns <> '' AND id <> $3")?;
-    let pids: Vec<i64> = neighbours.query_map(params![me.host, me.pid_ns, me.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let pids: Vec<i64> =
+        neighbours.query_map(params![me.host, me.pid_ns, me.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let stale: i64 = c
         .prepare_cached("SELECT COUNT(*) FROM replicas WHERE heartbeat < $1 - lease AND id <> $2")?
         .query_row(params![now, me.id], |r| r.get(0))?;
@@ -292,6 +294,33 @@ fn take_over(c: &mut Connection, me: &Replica) -> rusqlite::Result<Vec<TakenOver
     transaction.execute("DELETE FROM replicas WHERE heartbeat < $1 - lease AND id <> $2", params![now, me.id])?;
     transaction.commit()?;
     Ok(taken)
+}
+
+fn register(c: &mut Connection, replica: &Replica) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO replicas (id, host, pid, pid_ns, version, started, heartbeat, lease)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
+        params![
+            replica.id,
+            replica.host,
+            replica.pid,
+            replica.pid_ns,
+            env!("CARGO_PKG_VERSION"),
+            millis(Utc::now()),
+            lease_millis(replica.lease)
+        ],
+    )
+    .map(drop)
+}
+
+/// Renews a replica's heartbeat; false (and registered anew) if others had removed it as dead.
+fn heartbeat(c: &mut Connection, replica: &Replica) -> rusqlite::Result<bool> {
+    let renewed =
+        c.execute("UPDATE replicas SET heartbeat = $1 WHERE id = $2", params![millis(Utc::now()), replica.id])?;
+    if renewed == 0 {
+        register(c, replica)?;
+    }
+    Ok(renewed == 1)
 }
 
 fn import(c: &mut Connection, runs: &[Run]) -> rusqlite::Result<usize> {
@@ -443,37 +472,23 @@ impl RunStore for SqliteStore {
 
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
         let replica = replica.clone();
-        self.with(move |c| {
-            let now = millis(Utc::now());
-            c.execute(
-                "INSERT INTO replicas (id, host, pid, pid_ns, version, started, heartbeat, lease)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
-                params![
-                    replica.id,
-                    replica.host,
-                    replica.pid,
-                    replica.pid_ns,
-                    env!("CARGO_PKG_VERSION"),
-                    now,
-                    lease_millis(replica.lease)
-                ],
-            )
-            .map(drop)
-        })
-        .await
+        self.with(move |c| register(c, &replica)).await
     }
 
     async fn heartbeat(&self, replica: &Replica) -> Result<bool, StoreError> {
-        let id = replica.id.clone();
-        let renewed = self
-            .with(move |c| {
-                c.execute("UPDATE replicas SET heartbeat = $1 WHERE id = $2", params![millis(Utc::now()), id])
-            })
-            .await?;
-        if renewed == 0 {
-            self.register(replica).await?;
-        }
-        Ok(renewed == 1)
+        let replica = replica.clone();
+        self.with(move |c| heartbeat(c, &replica)).await
+    }
+
+    /// Both in one blocking call: an idle daemon wakes a blocking thread once a beat, not twice.
+    async fn beat(&self, replica: &Replica, may_take_over: bool) -> Result<(bool, Vec<TakenOver>), StoreError> {
+        let replica = replica.clone();
+        self.with(move |c| {
+            let renewed = heartbeat(c, &replica)?;
+            let taken = if may_take_over { take_over(c, &replica)? } else { Vec::new() };
+            Ok((renewed, taken))
+        })
+        .await
     }
 
     async fn deregister(&self, replica: &Replica) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ mod sqlite;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,7 @@ pub use location::StateLocation;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use crate::batch::Batcher;
 use crate::trigger::{Ending, Pipeline, Reason, RunResult};
 
 /// Where a run stands.
@@ -426,9 +428,9 @@ const GATHER: Duration = Duration::from_millis(10);
 const BATCH: usize = 1000;
 
 /// Moves slots to `sending`, a batch per statement: (keys, owner) → whether each moved.
-type SendingBatcher = crate::batch::Batcher<(Vec<Key>, String), Result<Vec<bool>, StoreError>>;
+type SendingBatcher = Batcher<(Vec<Key>, String), Result<Vec<bool>, StoreError>>;
 /// Records results, a batch per transaction.
-type FinishBatcher = crate::batch::Batcher<Finish, Result<bool, StoreError>>;
+type FinishBatcher = Batcher<Finish, Result<bool, StoreError>>;
 
 /// A run's result on its way to a store's writer.
 struct Finish {
@@ -438,9 +440,72 @@ struct Finish {
     now: DateTime<Utc>,
 }
 
+/// What a store does with a batch of moves to `sending`, and with a batch of results.
+trait WriteBatches: Clone + Send + Sync + 'static {
+    /// How many batches of each kind may be written at once.
+    const PARALLEL: usize;
+
+    fn start_sending_many(
+        &self,
+        batch: Vec<(Vec<Key>, String)>,
+    ) -> impl Future<Output = Result<Vec<Vec<bool>>, StoreError>> + Send;
+
+    fn finish_many(&self, batch: Vec<Finish>) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+}
+
+/// A store's two writers, each gathering calls into batches (see `batch`): moves to `sending`, taken as they come,
+/// and results, gathered for `GATHER` unless someone waits on them. Each starts on first use, on the runtime that
+/// uses it.
+#[derive(Clone, Default)]
+struct Writers {
+    sending: Arc<OnceLock<SendingBatcher>>,
+    finishes: Arc<OnceLock<FinishBatcher>>,
+}
+
+impl Writers {
+    async fn start_sending<W: WriteBatches>(
+        &self,
+        store: &W,
+        keys: Vec<Key>,
+        owner: &str,
+    ) -> Result<Vec<bool>, StoreError> {
+        let sending = self.sending.get_or_init(|| {
+            let store = store.clone();
+            Batcher::spawn(Duration::ZERO, BATCH, W::PARALLEL, move |batch: Vec<(Vec<Key>, String)>| {
+                let (store, len) = (store.clone(), batch.len());
+                async move { each_answer(store.start_sending_many(batch).await, len) }
+            })
+        });
+        submit(sending, (keys, owner.to_string())).await
+    }
+
+    async fn finish<W: WriteBatches>(&self, store: &W, finish: Finish) -> Result<bool, StoreError> {
+        let finishes = self.finishes.get_or_init(|| {
+            let store = store.clone();
+            Batcher::spawn(GATHER, BATCH, W::PARALLEL, move |batch: Vec<Finish>| {
+                let (store, len) = (store.clone(), batch.len());
+                async move { each_answer(store.finish_many(batch).await, len) }
+            })
+        });
+        submit(finishes, finish).await
+    }
+
+    fn hurry(&self) {
+        if let Some(finishes) = self.finishes.get() {
+            finishes.hurry();
+        }
+    }
+}
+
+impl Finish {
+    fn new(schedule: &str, slot: DateTime<Utc>, result: &RunResult, owner: &str, now: DateTime<Utc>) -> Finish {
+        Finish { key: (schedule.to_string(), slot), result: result.clone(), owner: owner.to_string(), now }
+    }
+}
+
 /// Hands an item to a store's batcher and waits for its answer.
 async fn submit<I: Send + 'static, O: Send + 'static>(
-    batcher: &crate::batch::Batcher<I, Result<O, StoreError>>,
+    batcher: &Batcher<I, Result<O, StoreError>>,
     item: I,
 ) -> Result<O, StoreError> {
     batcher.submit(item).await.unwrap_or_else(|| Err(StoreError::Query("the store's writer has stopped".into())))

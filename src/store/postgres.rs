@@ -6,7 +6,7 @@
 //! The schema is migrated under an advisory lock, so that replicas starting together do not race.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,18 +17,16 @@ use tokio_postgres::types::ToSql;
 use super::location::{PostgresUrl, SslMode};
 use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
 use super::{
-    BATCH, Finish, FinishBatcher, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, SendingBatcher,
-    StoreError, TakenOver, each_answer, instant, lease_millis, millis, submit,
+    Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
+    lease_millis, millis,
 };
-use crate::batch::Batcher;
 use crate::trigger::{Pipeline, Reason, RunResult};
 
 /// The database's clock, in milliseconds since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-/// Connections per replica: the loop's claims, the lease, and `PARALLEL` batches each of results and of moves to
-/// `sending`, which PostgreSQL commits together.
+/// Connections per replica: the loop's claims, the lease, and four batches each of results and of moves to
+/// `sending` (`WriteBatches::PARALLEL`).
 const POOL: usize = 10;
-const PARALLEL: usize = 4;
 /// Advisory lock keys: one for migrations, one for takeovers.
 const MIGRATION_LOCK: i64 = 0x7069_7065_6372_6f6e;
 const TAKEOVER_LOCK: i64 = 0x7069_7065_6372_6f6f;
@@ -38,8 +36,7 @@ pub struct PostgresStore {
     pool: Pool,
     /// The URL, masked, for messages.
     location: Arc<str>,
-    sending: Arc<OnceLock<SendingBatcher>>,
-    finishes: Arc<OnceLock<FinishBatcher>>,
+    writers: Writers,
 }
 
 impl PostgresStore {
@@ -74,7 +71,7 @@ impl PostgresStore {
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| open_error(e.to_string()))?;
-        let store = PostgresStore { pool, location, sending: Arc::default(), finishes: Arc::default() };
+        let store = PostgresStore { pool, location, writers: Writers::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -149,7 +146,7 @@ impl PostgresStore {
         Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
     }
 
-    async fn start_sending_many(&self, batch: Vec<(Vec<Key>, String)>) -> Result<Vec<Vec<bool>>, StoreError> {
+    async fn sending_many(&self, batch: Vec<(Vec<Key>, String)>) -> Result<Vec<Vec<bool>>, StoreError> {
         let (mut names, mut slots, mut owners) = (Vec::new(), Vec::new(), Vec::new());
         for (keys, owner) in &batch {
             for (name, slot) in keys {
@@ -173,7 +170,7 @@ impl PostgresStore {
             .collect())
     }
 
-    async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
+    async fn finishes_many(&self, batch: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
         let mut columns = FinishColumns::default();
         for finish in &batch {
             columns.push(finish);
@@ -361,6 +358,19 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> String {
     }
 }
 
+/// A pool of connections: several batches at once, which the server commits together.
+impl WriteBatches for PostgresStore {
+    const PARALLEL: usize = 4;
+
+    async fn start_sending_many(&self, batch: Vec<(Vec<Key>, String)>) -> Result<Vec<Vec<bool>>, StoreError> {
+        self.sending_many(batch).await
+    }
+
+    async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
+        self.finishes_many(batch).await
+    }
+}
+
 impl RunStore for PostgresStore {
     async fn claim_many(
         &self,
@@ -389,14 +399,7 @@ impl RunStore for PostgresStore {
     }
 
     async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
-        let sending = self.sending.get_or_init(|| {
-            let store = self.clone();
-            Batcher::spawn(Duration::ZERO, BATCH, PARALLEL, move |batch: Vec<(Vec<Key>, String)>| {
-                let (store, len) = (store.clone(), batch.len());
-                async move { each_answer(store.start_sending_many(batch).await, len) }
-            })
-        });
-        submit(sending, (keys, owner.to_string())).await
+        self.writers.start_sending(self, keys, owner).await
     }
 
     async fn finish(
@@ -407,22 +410,11 @@ impl RunStore for PostgresStore {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let finishes = self.finishes.get_or_init(|| {
-            let store = self.clone();
-            Batcher::spawn(GATHER, BATCH, PARALLEL, move |batch: Vec<Finish>| {
-                let (store, len) = (store.clone(), batch.len());
-                async move { each_answer(store.finish_many(batch).await, len) }
-            })
-        });
-        let finish =
-            Finish { key: (schedule.to_string(), slot), result: result.clone(), owner: owner.to_string(), now };
-        submit(finishes, finish).await
+        self.writers.finish(self, Finish::new(schedule, slot, result, owner, now)).await
     }
 
     fn hurry(&self) {
-        if let Some(finishes) = self.finishes.get() {
-            finishes.hurry();
-        }
+        self.writers.hurry();
     }
 
     async fn release_missed(

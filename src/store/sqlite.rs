@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,20 +16,17 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
 use super::{
-    BATCH, Finish, FinishBatcher, GATHER, Key, Replica, ReplicaRow, Run, RunState, RunStore, SendingBatcher,
-    StoreError, TakenOver, each_answer, instant, lease_millis, millis, submit,
+    Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
+    lease_millis, millis,
 };
-use crate::batch::Batcher;
 use crate::trigger::{Pipeline, Reason, RunResult};
 
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
-    /// `claimed` → `sending`, for every slot that queued up while the last statement ran.
-    sending: Arc<OnceLock<SendingBatcher>>,
-    /// Results, group-committed: under a burst one transaction records many runs, and each `finish` still returns
-    /// only once its row is committed.
-    finishes: Arc<OnceLock<FinishBatcher>>,
+    /// Moves to `sending` and results, in batches: under a burst one transaction records many runs, and each
+    /// `finish` still returns only once its row is committed.
+    writers: Writers,
 }
 
 fn query_error(e: rusqlite::Error) -> StoreError {
@@ -50,11 +47,7 @@ impl SqliteStore {
             .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
             .map_err(|e| open_error(e.to_string()))?;
         migrate(&mut connection)?;
-        Ok(SqliteStore {
-            connection: Arc::new(Mutex::new(connection)),
-            sending: Arc::default(),
-            finishes: Arc::default(),
-        })
+        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)), writers: Writers::default() })
     }
 
     /// Runs `work` on the blocking pool with the connection.
@@ -355,6 +348,19 @@ fn import(c: &mut Connection, runs: &[Run]) -> rusqlite::Result<usize> {
     Ok(inserted)
 }
 
+/// One connection: one batch at a time.
+impl WriteBatches for SqliteStore {
+    const PARALLEL: usize = 1;
+
+    async fn start_sending_many(&self, batch: Vec<(Vec<Key>, String)>) -> Result<Vec<Vec<bool>>, StoreError> {
+        self.with(move |c| start_sending(c, &batch)).await
+    }
+
+    async fn finish_many(&self, batch: Vec<Finish>) -> Result<Vec<bool>, StoreError> {
+        self.with(move |c| finish_many(c, &batch)).await
+    }
+}
+
 impl RunStore for SqliteStore {
     async fn claim_many(
         &self,
@@ -367,15 +373,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn start_sending(&self, keys: Vec<Key>, owner: &str) -> Result<Vec<bool>, StoreError> {
-        let sending = self.sending.get_or_init(|| {
-            let connection = self.connection.clone();
-            Batcher::spawn(Duration::ZERO, BATCH, 1, move |batch: Vec<(Vec<Key>, String)>| {
-                let len = batch.len();
-                let written = run_blocking(connection.clone(), move |c| start_sending(c, &batch));
-                async move { each_answer(written.await, len) }
-            })
-        });
-        submit(sending, (keys, owner.to_string())).await
+        self.writers.start_sending(self, keys, owner).await
     }
 
     async fn finish(
@@ -386,23 +384,11 @@ impl RunStore for SqliteStore {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let finishes = self.finishes.get_or_init(|| {
-            let connection = self.connection.clone();
-            Batcher::spawn(GATHER, BATCH, 1, move |batch: Vec<Finish>| {
-                let len = batch.len();
-                let written = run_blocking(connection.clone(), move |c| finish_many(c, &batch));
-                async move { each_answer(written.await, len) }
-            })
-        });
-        let finish =
-            Finish { key: (schedule.to_string(), slot), result: result.clone(), owner: owner.to_string(), now };
-        submit(finishes, finish).await
+        self.writers.finish(self, Finish::new(schedule, slot, result, owner, now)).await
     }
 
     fn hurry(&self) {
-        if let Some(finishes) = self.finishes.get() {
-            finishes.hurry();
-        }
+        self.writers.hurry();
     }
 
     async fn release_missed(

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod cron;
+pub mod daemon;
 pub mod duration;
 pub mod import;
 pub mod reload;

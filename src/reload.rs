@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, diag::Severity};
 use crate::schedule::Schedule;
@@ -35,12 +37,14 @@ pub fn load_valid(dir: &Path) -> Result<Vec<Arc<Schedule>>, usize> {
     Ok(loaded.schedules)
 }
 
-/// Watches `dir` and reloads on changes and on `kicks` (SIGHUP), sending each valid configuration to `reloads`.
-/// Runs until `reloads` is closed. The watcher is returned so that it lives as long as the caller wants it.
+/// Watches `dir` and reloads on changes and on `kicks` (SIGHUP), sending each valid configuration to `reloads`,
+/// until `stop`. Its task joins `peers`; the watcher is returned so that it lives as long as the caller wants it.
 pub fn watch(
     dir: PathBuf,
     mut kicks: mpsc::Receiver<()>,
     reloads: mpsc::Sender<Vec<Arc<Schedule>>>,
+    stop: CancellationToken,
+    peers: &mut JoinSet<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let (changed_tx, mut changed) = mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -49,7 +53,7 @@ pub fn watch(
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    tokio::spawn(async move {
+    peers.spawn(async move {
         loop {
             let why = tokio::select! {
                 Some(()) = changed.recv() => {
@@ -58,6 +62,7 @@ pub fn watch(
                     "the schedules directory changed"
                 }
                 Some(()) = kicks.recv() => "SIGHUP",
+                _ = stop.cancelled() => break,
                 else => break,
             };
             tracing::info!(reason = why, "reloading the schedules");

@@ -1,17 +1,13 @@
-//! `pipecron run`: the daemon. It fires every schedule on time until SIGTERM or SIGINT, reloads on changes and
-//! SIGHUP, and exits 0 once in-flight triggers have finished or the grace period has passed.
+//! `pipecron run`: the daemon (`crate::daemon`), from the command line. It fires every schedule on time until SIGTERM
+//! or SIGINT, reloads on changes and SIGHUP, and exits 0 once in-flight triggers have finished or the grace period has
+//! passed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
-
 use super::{Cli, Error};
-use crate::clock::SystemClock;
-use crate::scheduler::{Options, Scheduler};
-use crate::store::StateLocation;
-use crate::trigger::{Backoff, GitlabClient};
+use crate::daemon;
+use crate::scheduler::Options;
+use crate::trigger::Backoff;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,12 +37,6 @@ enum LogFormat {
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     init_logs(args.log_format);
-    let schedules = crate::reload::load_valid(&cli.schedules).map_err(|errors| Error::InvalidConfig { errors })?;
-    let client = GitlabClient::new()?;
-    client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
-    // A dry run records nothing, so it keeps its history in memory.
-    let state = if args.dry_run { StateLocation::memory() } else { super::state(cli)? };
-    let store = crate::store::open(&state).await?;
     let options = Options {
         concurrency: args.concurrency as usize,
         shutdown_grace: args.shutdown_grace,
@@ -54,40 +44,14 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         dry_run: args.dry_run,
         lease: args.lease,
     };
-    let scheduler = Scheduler::new(Arc::new(store), Arc::new(client), Arc::new(SystemClock), options);
-    let (reload_tx, reload_rx) = mpsc::channel(4);
-    let (kick_tx, kick_rx) = mpsc::channel(4);
-    let _watcher = crate::reload::watch(cli.schedules.clone(), kick_rx, reload_tx)
-        .map_err(|e| Error::Usage(format!("cannot watch {}: {e}", cli.schedules.display())))?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            let _ = kick_tx.try_send(());
-        }
-    });
-    tracing::info!(
-        schedules = schedules.len(),
-        state = %state,
-        dry_run = args.dry_run,
-        version = env!("CARGO_PKG_VERSION"),
-        "pipecron started"
-    );
-    scheduler.run(schedules, reload_rx, stop_signal()?).await?;
-    tracing::info!("pipecron stopped");
-    Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT. Installing the handlers also makes pipecron stop cleanly as PID 1, where the
-/// kernel would otherwise ignore SIGTERM.
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "stopping: no new slots are taken");
+    // A dry run records nothing, so it keeps its history in memory.
+    let state = if args.dry_run { crate::store::StateLocation::memory() } else { super::state(cli)? };
+    let config = daemon::Config { schedules: cli.schedules.clone(), state, options };
+    daemon::run(config).await.map_err(|error| match error {
+        daemon::Error::InvalidConfig { errors } => Error::InvalidConfig { errors },
+        daemon::Error::Client(error) => Error::Client(error),
+        daemon::Error::Store(error) => Error::Store(error),
+        other => Error::Usage(other.to_string()),
     })
 }
 

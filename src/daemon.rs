@@ -1,0 +1,102 @@
+//! The daemon: the scheduler, the reload watcher and the signal handlers, started together as peers, stopped by one
+//! cancellation token, and all joined before it returns.
+//!
+//! SIGTERM or SIGINT cancels the token: the scheduler takes no new slots and drains, the watcher stops. SIGHUP asks
+//! the watcher to reload. Nothing here knows about the command line; `cli/run.rs` only fills in a `Config`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SystemClock;
+use crate::scheduler::{Options, Scheduler};
+use crate::store::{StateLocation, StoreError};
+use crate::trigger::GitlabClient;
+use crate::trigger::client::ClientError;
+
+/// What the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory of schedule files.
+    pub schedules: PathBuf,
+    /// The store (`StateLocation::memory()` for a dry run, which records nothing).
+    pub state: StateLocation,
+    pub options: Options,
+}
+
+/// Why the daemon could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{errors} error{} in the schedule files; see above", if *.errors == 1 { "" } else { "s" })]
+    InvalidConfig { errors: usize },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot watch {dir}: {reason}")]
+    Watch { dir: String, reason: String },
+    #[error("cannot handle signals: {0}")]
+    Signals(#[from] std::io::Error),
+}
+
+/// Runs until SIGTERM or SIGINT, then drains and returns once every peer has stopped.
+pub async fn run(config: Config) -> Result<(), Error> {
+    let schedules = crate::reload::load_valid(&config.schedules).map_err(|errors| Error::InvalidConfig { errors })?;
+    let client = GitlabClient::new()?;
+    client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
+    let state = config.state;
+    let store = crate::store::open(&state).await?;
+    let stop = CancellationToken::new();
+    let mut peers = JoinSet::new();
+    let (kick_tx, kick_rx) = mpsc::channel(4);
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let watcher = crate::reload::watch(config.schedules.clone(), kick_rx, reload_tx, stop.clone(), &mut peers)
+        .map_err(|e| Error::Watch { dir: config.schedules.display().to_string(), reason: e.to_string() })?;
+    peers.spawn(signals(stop.clone(), kick_tx)?);
+    tracing::info!(
+        schedules = schedules.len(),
+        state = %state,
+        dry_run = config.options.dry_run,
+        version = env!("CARGO_PKG_VERSION"),
+        "pipecron started"
+    );
+    let scheduler = Scheduler::new(Arc::new(store), Arc::new(client), Arc::new(SystemClock), config.options);
+    let stopped = scheduler.run(schedules, reload_rx, stop.clone().cancelled_owned()).await;
+    // The scheduler may also stop on its own (its store failed at start): the other peers stop with it.
+    stop.cancel();
+    while peers.join_next().await.is_some() {}
+    drop(watcher);
+    tracing::info!("pipecron stopped");
+    Ok(stopped?)
+}
+
+/// The signal handlers, installed before anything runs (so that pipecron stops cleanly as PID 1, where the kernel
+/// would otherwise ignore SIGTERM): SIGTERM and SIGINT cancel `stop`, SIGHUP kicks a reload.
+fn signals(
+    stop: CancellationToken,
+    kick: mpsc::Sender<()>,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+                _ = hangup.recv() => {
+                    let _ = kick.try_send(());
+                    continue;
+                }
+                _ = stop.cancelled() => return,
+            };
+            tracing::info!(signal = name, "stopping: no new slots are taken");
+            stop.cancel();
+            return;
+        }
+    })
+}

@@ -5,6 +5,7 @@ use std::io::Write;
 use chrono::SecondsFormat;
 
 use super::{Cli, Error, format};
+use crate::status::run_json;
 use crate::store::{Run, RunStore, owner_name};
 
 #[derive(Debug, clap::Args)]
@@ -60,21 +61,4 @@ fn detail(run: &Run) -> String {
         (Some(pipeline), None) => pipeline.web_url.clone().unwrap_or_default(),
         (None, None) => String::new(),
     }
-}
-
-pub fn run_json(run: &Run) -> serde_json::Value {
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
-    serde_json::json!({
-        "schedule": run.schedule,
-        "slot": run.slot.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "reason": run.reason.as_str(),
-        "state": run.state.as_str(),
-        "attempts": run.attempts,
-        "started_at": time(run.started_at),
-        "finished_at": time(run.finished_at),
-        "http_status": run.http_status,
-        "pipeline": run.pipeline,
-        "error": run.error,
-        "owner": run.owner.as_deref().map(owner_name),
-    })
 }

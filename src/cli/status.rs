@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 
 use super::{Cli, Error, format};
-use crate::schedule::{Schedule, TokenSource};
-use crate::secret::Secret;
+use crate::schedule::Schedule;
+use crate::status::{masked_token, schedule_json};
 use crate::store::{Run, RunStore};
 
 #[derive(Debug, clap::Args)]
@@ -33,7 +33,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     }
     let mut out = std::io::stdout().lock();
     if args.json {
-        let rows: Vec<serde_json::Value> = loaded.schedules.iter().map(|s| row_json(s, last.get(&*s.name))).collect();
+        let now = Utc::now();
+        let rows: Vec<serde_json::Value> =
+            loaded.schedules.iter().map(|s| schedule_json(s, last.get(&*s.name), now)).collect();
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
@@ -71,39 +73,4 @@ fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {
         last_run,
         next_run,
     ]
-}
-
-fn row_json(schedule: &Schedule, last: Option<&Run>) -> serde_json::Value {
-    let next = schedule.enabled.then(|| schedule.next_after(Utc::now())).flatten();
-    serde_json::json!({
-        "name": &*schedule.name,
-        "description": schedule.description,
-        "project": schedule.project.to_string(),
-        "ref": &*schedule.git_ref,
-        "cron": schedule.cron.source(),
-        "timezone": schedule.timezone.name(),
-        "token": masked_token(schedule),
-        "enabled": schedule.enabled,
-        "last_run": last.map(super::history::run_json),
-        "next_run": next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)),
-    })
-}
-
-/// The token as GitLab's triggers page shows it: at most 4 characters after `glptt-`. The configuration was loaded
-/// without secrets, so look the token up here, and say where it should come from if it cannot be found.
-fn masked_token(schedule: &Schedule) -> String {
-    if let Some(token) = &schedule.token {
-        return token.masked();
-    }
-    match &schedule.token_source {
-        TokenSource::Env(vars) => match vars.iter().map(std::env::var).collect::<Result<String, _>>() {
-            Ok(token) if !token.trim().is_empty() => Secret::new(token.trim().to_string()).masked(),
-            _ => format!("${{{}}} (unset)", vars.join("}${")),
-        },
-        TokenSource::File(path) => match std::fs::read_to_string(path) {
-            Ok(token) if !token.trim().is_empty() => Secret::new(token.trim().to_string()).masked(),
-            _ => format!("{} (unreadable)", path.display()),
-        },
-        TokenSource::Inline => "(inline)".into(),
-    }
 }

@@ -1,0 +1,62 @@
+//! What is shown of a schedule and of a run, as JSON: one source for `status --json` and `history --json`, and for
+//! the daemon's JSON API and page to come. Tokens are only ever shown masked.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::schedule::{Schedule, TokenSource};
+use crate::secret::Secret;
+use crate::store::{Run, owner_name};
+
+/// A schedule as `status --json` shows it, with its last run and its next slot after `now`.
+pub fn schedule_json(schedule: &Schedule, last: Option<&Run>, now: DateTime<Utc>) -> serde_json::Value {
+    let next = schedule.enabled.then(|| schedule.next_after(now)).flatten();
+    serde_json::json!({
+        "name": &*schedule.name,
+        "description": schedule.description,
+        "project": schedule.project.to_string(),
+        "ref": &*schedule.git_ref,
+        "cron": schedule.cron.source(),
+        "timezone": schedule.timezone.name(),
+        "token": masked_token(schedule),
+        "enabled": schedule.enabled,
+        "last_run": last.map(run_json),
+        "next_run": next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)),
+    })
+}
+
+/// The token as GitLab's triggers page shows it: at most 4 characters after `glptt-`. The configuration was loaded
+/// without secrets, so look the token up here, and say where it should come from if it cannot be found.
+pub fn masked_token(schedule: &Schedule) -> String {
+    if let Some(token) = &schedule.token {
+        return token.masked();
+    }
+    match &schedule.token_source {
+        TokenSource::Env(vars) => match vars.iter().map(std::env::var).collect::<Result<String, _>>() {
+            Ok(token) if !token.trim().is_empty() => Secret::new(token.trim().to_string()).masked(),
+            _ => format!("${{{}}} (unset)", vars.join("}${")),
+        },
+        TokenSource::File(path) => match std::fs::read_to_string(path) {
+            Ok(token) if !token.trim().is_empty() => Secret::new(token.trim().to_string()).masked(),
+            _ => format!("{} (unreadable)", path.display()),
+        },
+        TokenSource::Inline => "(inline)".into(),
+    }
+}
+
+/// A run as `history --json` shows it.
+pub fn run_json(run: &Run) -> serde_json::Value {
+    let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+    serde_json::json!({
+        "schedule": run.schedule,
+        "slot": run.slot.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "reason": run.reason.as_str(),
+        "state": run.state.as_str(),
+        "attempts": run.attempts,
+        "started_at": time(run.started_at),
+        "finished_at": time(run.finished_at),
+        "http_status": run.http_status,
+        "pipeline": run.pipeline,
+        "error": run.error,
+        "owner": run.owner.as_deref().map(owner_name),
+    })
+}

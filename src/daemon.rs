@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,8 @@ pub struct Config {
     /// The store (`StateLocation::memory()` for a dry run, which records nothing).
     pub state: StateLocation,
     pub options: Options,
+    /// Where the HTTP server listens, if anywhere.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the daemon could not start, or stopped.
@@ -41,6 +43,8 @@ pub enum Error {
     Watch { dir: String, reason: String },
     #[error("cannot handle signals: {0}")]
     Signals(#[from] std::io::Error),
+    #[error("{0}")]
+    Listen(String),
 }
 
 /// Runs until SIGTERM or SIGINT, then drains and returns once every peer has stopped.
@@ -49,22 +53,36 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let client = GitlabClient::new()?;
     client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
     let state = config.state;
-    let store = crate::store::open(&state).await?;
+    let store = Arc::new(crate::store::open(&state).await?);
+    let listener = match config.listen {
+        Some(addr) => Some(crate::server::bind(addr).await.map_err(Error::Listen)?),
+        None => None,
+    };
     let stop = CancellationToken::new();
     let mut peers = JoinSet::new();
     let (kick_tx, kick_rx) = mpsc::channel(4);
-    let (reload_tx, reload_rx) = mpsc::channel(4);
-    let watcher = crate::reload::watch(config.schedules.clone(), kick_rx, reload_tx, stop.clone(), &mut peers)
+    let (loaded_tx, loaded_rx) = mpsc::channel(4);
+    let watcher = crate::reload::watch(config.schedules.clone(), kick_rx, loaded_tx, stop.clone(), &mut peers)
         .map_err(|e| Error::Watch { dir: config.schedules.display().to_string(), reason: e.to_string() })?;
+    let (live_tx, live_rx) = watch::channel(schedules.clone());
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    peers.spawn(publish(loaded_rx, live_tx, reload_tx));
     peers.spawn(signals(stop.clone(), kick_tx)?);
+    let dry_run = config.options.dry_run;
+    let scheduler = Scheduler::new(store.clone(), Arc::new(client), Arc::new(SystemClock), config.options);
+    if let Some(listener) = listener {
+        let addr = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+        tracing::info!(%addr, "listening");
+        let live = crate::server::Live { store, schedules: live_rx, loop_woke: scheduler.loop_woke() };
+        peers.spawn(crate::server::serve(listener, live, stop.clone()));
+    }
     tracing::info!(
         schedules = schedules.len(),
         state = %state,
-        dry_run = config.options.dry_run,
+        dry_run,
         version = env!("CARGO_PKG_VERSION"),
         "pipecron started"
     );
-    let scheduler = Scheduler::new(Arc::new(store), Arc::new(client), Arc::new(SystemClock), config.options);
     let stopped = scheduler.run(schedules, reload_rx, stop.clone().cancelled_owned()).await;
     // The scheduler may also stop on its own (its store failed at start): the other peers stop with it.
     stop.cancel();
@@ -72,6 +90,20 @@ pub async fn run(config: Config) -> Result<(), Error> {
     drop(watcher);
     tracing::info!("pipecron stopped");
     Ok(stopped?)
+}
+
+/// Passes each reloaded configuration on to the scheduler, and publishes it for the server.
+async fn publish(
+    mut loaded: mpsc::Receiver<Vec<Arc<crate::schedule::Schedule>>>,
+    live: watch::Sender<Vec<Arc<crate::schedule::Schedule>>>,
+    scheduler: mpsc::Sender<Vec<Arc<crate::schedule::Schedule>>>,
+) {
+    while let Some(schedules) = loaded.recv().await {
+        live.send_replace(schedules.clone());
+        if scheduler.send(schedules).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The signal handlers, installed before anything runs (so that pipecron stops cleanly as PID 1, where the kernel

@@ -15,6 +15,7 @@ pub mod reload;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
+pub mod server;
 pub mod status;
 pub mod store;
 pub mod suggest;

@@ -167,7 +167,7 @@ fn as_pid_1_in_a_new_pid_namespace_sigterm_exits_cleanly() {
     let mut child = Command::new("unshare")
         .args(["--pid", "--fork", "--kill-child", "--mount-proc"])
         .arg(env!("CARGO_BIN_EXE_pipecron"))
-        .args(["run", "--log-format", "json"])
+        .args(["run", "--log-format", "json", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .env_clear()
         .env("TRIGGER_TOKEN", TOKEN)

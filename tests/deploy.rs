@@ -219,6 +219,7 @@ fn runs_from_an_empty_directory_with_only_the_images_environment() {
         .env_clear()
         .env("PIPECRON_SCHEDULES", &schedules)
         .env("PIPECRON_STATE", &db)
+        .env("PIPECRON_LISTEN", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");

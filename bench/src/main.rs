@@ -151,6 +151,7 @@ impl Run {
                     .args(std::env::var("PIPECRON_BENCH_ARGS").unwrap_or_default().split_whitespace())
                     .current_dir(&dir)
                     .env("PIPECRON_LOG", std::env::var("PIPECRON_LOG").unwrap_or_else(|_| "warn".into()))
+                    .env("PIPECRON_LISTEN", "off")
                     .stdout(Stdio::null())
                     .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
                     .spawn()

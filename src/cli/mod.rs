@@ -91,6 +91,9 @@ pub enum Error {
     /// The last attempt got no answer: a pipeline may or may not exist.
     #[error("{0}")]
     Unknown(String),
+    /// The daemon could not start: a port in use, a directory it cannot watch.
+    #[error(transparent)]
+    Daemon(crate::daemon::Error),
     #[error("{failed} of {total} schedules failed the online check")]
     OnlineCheck { failed: usize, total: usize },
 }

@@ -24,6 +24,10 @@ pub struct Args {
     /// heartbeats every third of it.
     #[arg(long, default_value = "15s", value_parser = parse_lease)]
     lease: Duration,
+    /// Serve health checks and the JSON API on this address (`off`: no server). Port 0 picks a free port; the
+    /// start-up log names the address bound.
+    #[arg(long, env = "PIPECRON_LISTEN", default_value = "127.0.0.1:8466", value_name = "ADDR|off", value_parser = parse_listen)]
+    listen: Listen,
     /// Log format: human-readable text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -46,12 +50,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     };
     // A dry run records nothing, so it keeps its history in memory.
     let state = if args.dry_run { crate::store::StateLocation::memory() } else { super::state(cli)? };
-    let config = daemon::Config { schedules: cli.schedules.clone(), state, options };
+    let config = daemon::Config { schedules: cli.schedules.clone(), state, options, listen: args.listen.0 };
     daemon::run(config).await.map_err(|error| match error {
         daemon::Error::InvalidConfig { errors } => Error::InvalidConfig { errors },
         daemon::Error::Client(error) => Error::Client(error),
         daemon::Error::Store(error) => Error::Store(error),
-        other => Error::Usage(other.to_string()),
+        other => Error::Daemon(other),
     })
 }
 
@@ -64,6 +68,19 @@ fn init_logs(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Where to listen, or nowhere.
+#[derive(Debug, Clone, Copy)]
+struct Listen(Option<std::net::SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|addr| Listen(Some(addr)))
+        .map_err(|_| "write HOST:PORT, such as 127.0.0.1:8466, or off".to_string())
 }
 
 fn parse_lease(text: &str) -> Result<Duration, String> {

@@ -105,6 +105,8 @@ pub struct Scheduler<S, T, C> {
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     health: Arc<Health>,
     unclaimed: Arc<Mutex<Unclaimed>>,
+    /// When the loop last woke (milliseconds since the epoch), for a health check.
+    loop_woke: Arc<std::sync::atomic::AtomicI64>,
     fired: Option<mpsc::UnboundedSender<Fired>>,
 }
 
@@ -124,6 +126,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             waiting: Arc::default(),
             health: Arc::default(),
             unclaimed: Arc::default(),
+            loop_woke: Arc::default(),
             fired: None,
         }
     }
@@ -132,6 +135,11 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     pub fn as_replica(mut self, replica: Replica) -> Self {
         self.replica = Arc::new(replica);
         self
+    }
+
+    /// When the loop last woke, in milliseconds since the epoch: it wakes at least once a minute while it runs.
+    pub fn loop_woke(&self) -> Arc<std::sync::atomic::AtomicI64> {
+        self.loop_woke.clone()
     }
 
     /// Reports every finished slot on this channel (tests and benchmarks listen).
@@ -160,6 +168,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         self.start(schedules).await?;
         tokio::pin!(shutdown);
         loop {
+            self.loop_woke.store(self.clock.now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
             self.handle_due().await;
             self.retry_unclaimed().await;
             let wake = self.next_wake();

@@ -28,6 +28,8 @@ impl Daemon {
             .current_dir(dir)
             .env_clear()
             .env("TRIGGER_TOKEN", TOKEN)
+            // Several daemons run at once in the tests: each serves on a port of its own.
+            .env("PIPECRON_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
@@ -51,8 +53,13 @@ impl Daemon {
     }
 
     /// Sends SIGTERM, waits up to `within` for it to exit, and returns the exit code and the logs.
-    pub fn stop_within(mut self, within: Duration) -> (Option<i32>, String) {
+    pub fn stop_within(self, within: Duration) -> (Option<i32>, String) {
         self.signal("TERM");
+        self.exits_within(within)
+    }
+
+    /// Waits up to `within` for it to exit on its own; the exit code and the logs.
+    pub fn exits_within(mut self, within: Duration) -> (Option<i32>, String) {
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -106,4 +113,35 @@ pub fn slots_by_schedule(fake: &FakeGitlab) -> BTreeMap<String, Vec<String>> {
         out.entry(name).or_default().push(variables["PIPECRON_SLOT"].as_str().unwrap_or_default().to_string());
     }
     out
+}
+
+impl Daemon {
+    /// The address its HTTP server bound, from its start-up log.
+    pub fn listening(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            let found = logs.lines().find_map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).ok()?;
+                (event["message"] == "listening").then(|| event["addr"].as_str().map(String::from)).flatten()
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not say where it listens:\n{logs}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: the status code and the body.
+pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("writes");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("reads");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, body.to_string())
 }

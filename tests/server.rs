@@ -1,0 +1,71 @@
+//! The daemon's HTTP server, end to end: health checks and the JSON API of a running `pipecron run`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::{Daemon, http, setup};
+use common::fake_gitlab::{FakeGitlab, TOKEN};
+
+#[test]
+fn health_checks_and_the_json_api_serve_the_daemons_live_state() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  every-second:\n    cron: \"* * * * * *\"\n    description: <b>nightly</b>\n");
+    let daemon = Daemon::spawn(dir.path(), &["--shutdown-grace", "2s"], &[]);
+    let addr = daemon.listening();
+    while fake.requests().len() < 2 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(http(&addr, "GET", "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(http(&addr, "GET", "/readyz"), (200, "ready\n".to_string()));
+
+    let (status, body) = http(&addr, "GET", "/api/v1/schedules");
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(rows[0]["name"], "every-second");
+    assert_eq!(rows[0]["description"], "<b>nightly</b>");
+    assert_eq!(rows[0]["token"], format!("glptt-{}…", &TOKEN[6..10]));
+    assert_eq!(rows[0]["last_run"]["state"], "succeeded");
+
+    let (status, body) = http(&addr, "GET", "/api/v1/schedules/every-second");
+    assert_eq!(status, 200, "{body}");
+    let one: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(one["name"], "every-second");
+    assert!(one["next_run"].is_string(), "{one}");
+
+    let (status, body) = http(&addr, "GET", "/api/v1/schedules/every-second/runs?limit=2");
+    assert_eq!(status, 200, "{body}");
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(runs.len(), 2);
+    assert!(runs[0]["slot"].as_str() > runs[1]["slot"].as_str(), "newest first: {runs:?}");
+
+    let (status, body) = http(&addr, "GET", "/api/v1/schedules/nightly-typo");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no schedule named 'nightly-typo'"), "{body}");
+    assert_eq!(http(&addr, "GET", "/api/v1/schedules/nightly-typo/runs").0, 404);
+
+    for path in ["/api/v1/schedules", "/api/v1/schedules/every-second", "/api/v1/schedules/every-second/runs"] {
+        assert!(!http(&addr, "GET", path).1.contains(&TOKEN[10..]), "{path} shows the token");
+    }
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "the server stops with the daemon");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_start_up_error_and_off_serves_nothing() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  nightly:\n    cron: \"30 0 * * *\"\n");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = taken.local_addr().expect("an address").to_string();
+    let daemon = Daemon::spawn(dir.path(), &["--listen", &addr], &[]);
+    let (code, logs) = daemon.exits_within(Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(logs.contains(&format!("cannot listen on {addr}")), "{logs}");
+
+    let daemon = Daemon::spawn(dir.path(), &["--listen", "off"], &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(!logs.contains("\"listening\""), "{logs}");
+}

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -107,14 +107,23 @@ async fn schedule(State(live): State<Live>, Path(name): Path<String>) -> Respons
 #[derive(serde::Deserialize)]
 struct Page {
     limit: Option<usize>,
+    /// A slot, as the runs show it: the page holds the runs before it.
+    before: Option<String>,
 }
 
 async fn runs(State(live): State<Live>, Path(name): Path<String>, Query(page): Query<Page>) -> Response {
     if find(&live, &name).is_none() {
         return not_found(&name);
     }
+    let before = match page.before.as_deref().map(DateTime::parse_from_rfc3339).transpose() {
+        Ok(before) => before.map(|t| t.to_utc()),
+        Err(_) => {
+            let hint = "before= takes a slot as the runs show it, such as 2026-11-24T00:30:00Z";
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": hint }))).into_response();
+        }
+    };
     let limit = page.limit.unwrap_or(20).clamp(1, MAX_RUNS);
-    match live.store.history(Some(&name), limit).await {
+    match live.store.runs_before(&name, before, limit).await {
         Ok(runs) => Json(runs.iter().map(run_json).collect::<Vec<_>>()).into_response(),
         Err(error) => unavailable(&error.to_string()),
     }

@@ -38,6 +38,12 @@ fn health_checks_and_the_json_api_serve_the_daemons_live_state() {
     let runs: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON");
     assert_eq!(runs.len(), 2);
     assert!(runs[0]["slot"].as_str() > runs[1]["slot"].as_str(), "newest first: {runs:?}");
+    let before = runs[0]["slot"].as_str().expect("a slot");
+    let (status, body) = http(&addr, "GET", &format!("/api/v1/schedules/every-second/runs?limit=1&before={before}"));
+    assert_eq!(status, 200, "{body}");
+    let older: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(older[0]["slot"], runs[1]["slot"], "the next page starts where the last one ended");
+    assert_eq!(http(&addr, "GET", "/api/v1/schedules/every-second/runs?before=yesterday").0, 400);
 
     let (status, body) = http(&addr, "GET", "/api/v1/schedules/nightly-typo");
     assert_eq!(status, 404, "{body}");

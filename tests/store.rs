@@ -222,6 +222,8 @@ async fn history_is_copied_as_it_is_and_only_once(kind: Kind) {
     assert_eq!((first.len(), rest.len()), (4, 3));
     let Some(copy) = Fixture::new(kind) else { return };
     let target = copy.open().await;
+    let page = store.runs_before("s0", Some(at(6)), 1).await.expect("reads");
+    assert_eq!(page.iter().map(|r| r.slot).collect::<Vec<_>>(), [at(3)], "s0 ran at 0, 3 and 6");
     let all: Vec<_> = first.into_iter().chain(rest).collect();
     assert_eq!(target.import(all.clone()).await.expect("imports"), 7);
     assert_eq!(target.import(all).await.expect("imports"), 0);

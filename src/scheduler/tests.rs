@@ -126,6 +126,14 @@ impl RunStore for Flaky {
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
         through!(self.history(schedule, limit))
     }
+    async fn runs_before(
+        &self,
+        schedule: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        through!(self.runs_before(schedule, before, limit))
+    }
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
         through!(self.register(replica))
     }

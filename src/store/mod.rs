@@ -230,6 +230,14 @@ pub trait RunStore: Send + Sync {
     /// The newest run of each schedule.
     fn last_runs(&self) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
 
+    /// One schedule's runs older than `before` (all, without it), newest first: a page of its history.
+    fn runs_before(
+        &self,
+        schedule: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
+
     /// Past runs, newest first, of one schedule or of all.
     fn history(
         &self,
@@ -364,6 +372,15 @@ impl RunStore for Store {
 
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
         each!(self, s => s.history(schedule, limit))
+    }
+
+    async fn runs_before(
+        &self,
+        schedule: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        each!(self, s => s.runs_before(schedule, before, limit))
     }
 
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {

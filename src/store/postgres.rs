@@ -462,18 +462,24 @@ impl RunStore for PostgresStore {
     }
 
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
+        // Two statements, not one with an OR: each then walks an index.
+        if let Some(name) = schedule {
+            return self.runs_before(name, None, limit).await;
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match schedule {
-            Some(name) => {
-                let sql = format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 ORDER BY slot DESC LIMIT $2");
-                self.query(&sql, &[&name, &limit]).await?
-            }
-            None => {
-                let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
-                self.query(&sql, &[&limit]).await?
-            }
-        };
-        Ok(rows.iter().map(read_run).collect())
+        let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
+        Ok(self.query(&sql, &[&limit]).await?.iter().map(read_run).collect())
+    }
+
+    async fn runs_before(
+        &self,
+        schedule: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        let (before, limit) = (before.map_or(i64::MAX, millis), i64::try_from(limit).unwrap_or(i64::MAX));
+        let sql = format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 AND slot < $2 ORDER BY slot DESC LIMIT $3");
+        Ok(self.query(&sql, &[&schedule, &before, &limit]).await?.iter().map(read_run).collect())
     }
 
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {

@@ -440,18 +440,30 @@ impl RunStore for SqliteStore {
     }
 
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
-        let schedule = schedule.map(str::to_string);
+        // Two statements, not one with an OR: each then walks an index.
+        if let Some(name) = schedule {
+            return self.runs_before(name, None, limit).await;
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with(move |c| match schedule {
-            // Two statements, not one with an OR: each then walks an index.
-            Some(name) => {
-                let sql = format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 ORDER BY slot DESC LIMIT $2");
-                c.prepare(&sql)?.query_map(params![name, limit], read_run)?.collect()
-            }
-            None => {
-                let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
-                c.prepare(&sql)?.query_map(params![limit], read_run)?.collect()
-            }
+        self.with(move |c| {
+            let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
+            c.prepare(&sql)?.query_map(params![limit], read_run)?.collect()
+        })
+        .await
+    }
+
+    async fn runs_before(
+        &self,
+        schedule: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        let (name, before) = (schedule.to_string(), before.map_or(i64::MAX, millis));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let sql =
+                format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 AND slot < $2 ORDER BY slot DESC LIMIT $3");
+            c.prepare_cached(&sql)?.query_map(params![name, before, limit], read_run)?.collect()
         })
         .await
     }

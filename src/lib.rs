@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod duration;
 pub mod import;
 pub mod reload;
+pub mod run;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;

@@ -26,58 +26,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::batch::Batcher;
-use crate::trigger::{Ending, Pipeline, Reason, RunResult};
-
-/// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    /// Claimed; its request has not gone out.
-    Claimed,
-    /// Its request is going out, or has: only the owner may record how it ended.
-    Sending,
-    Succeeded,
-    Failed,
-    /// A request may have reached GitLab, but no answer came.
-    Unknown,
-    /// The slot passed while pipecron was down, and was too late to catch up.
-    Missed,
-}
-
-impl RunState {
-    pub const ALL: [RunState; 6] = [
-        RunState::Claimed,
-        RunState::Sending,
-        RunState::Succeeded,
-        RunState::Failed,
-        RunState::Unknown,
-        RunState::Missed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Claimed => "claimed",
-            RunState::Sending => "sending",
-            RunState::Succeeded => "succeeded",
-            RunState::Failed => "failed",
-            RunState::Unknown => "unknown",
-            RunState::Missed => "missed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<RunState> {
-        RunState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
-impl From<Ending> for RunState {
-    fn from(ending: Ending) -> Self {
-        match ending {
-            Ending::Succeeded => RunState::Succeeded,
-            Ending::Failed => RunState::Failed,
-            Ending::Unknown => RunState::Unknown,
-        }
-    }
-}
+pub use crate::run::RunState;
+use crate::run::{Pipeline, Reason, RunResult};
 
 /// One row of the history.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,7 +20,7 @@ use super::{
     Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
     lease_millis, millis,
 };
-use crate::trigger::{Pipeline, Reason, RunResult};
+use crate::run::{Pipeline, Reason, RunResult};
 
 /// The database's clock, in milliseconds since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";

@@ -19,7 +19,7 @@ use super::{
     Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
     lease_millis, millis,
 };
-use crate::trigger::{Pipeline, Reason, RunResult};
+use crate::run::{Pipeline, Reason, RunResult};
 
 #[derive(Clone)]
 pub struct SqliteStore {

@@ -11,65 +11,14 @@ pub mod request;
 use std::future::Future;
 use std::time::Duration;
 
+pub use crate::run::{Ending, Pipeline, Reason, RunResult};
 pub use client::GitlabClient;
-pub use outcome::{Attempt, Pipeline};
+pub use outcome::Attempt;
 pub use request::{Body, Overrides, TriggerRequest};
-
-/// Why a slot is fired; sent as `PIPECRON_REASON` and kept in the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Schedule,
-    CatchUp,
-    RunNow,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Schedule => "schedule",
-            Reason::CatchUp => "catch-up",
-            Reason::RunNow => "run-now",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Reason> {
-        [Reason::Schedule, Reason::CatchUp, Reason::RunNow].into_iter().find(|r| r.as_str() == text)
-    }
-}
 
 /// Sends one trigger request, once.
 pub trait Trigger: Send + Sync {
     fn send(&self, request: &TriggerRequest) -> impl Future<Output = Attempt> + Send;
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    Succeeded,
-    /// GitLab refused, or every attempt failed before reaching it.
-    Failed,
-    /// The last attempt may have reached GitLab (a timeout): a pipeline may or may not exist.
-    Unknown,
-}
-
-/// The result of firing a slot, with retries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunResult {
-    pub ending: Ending,
-    pub attempts: u32,
-    pub http_status: Option<u16>,
-    pub pipeline: Option<Pipeline>,
-    /// The classified message, for a failure.
-    pub error: Option<String>,
-    /// True when the failure was transient and retries ran out.
-    pub retries_exhausted: bool,
-}
-
-impl RunResult {
-    /// A run that ended without an answer from GitLab: not sent, only printed, or cut short.
-    pub fn unanswered(ending: Ending, error: Option<String>) -> Self {
-        RunResult { ending, attempts: 0, http_status: None, pipeline: None, error, retries_exhausted: false }
-    }
 }
 
 /// The longest wait a Retry-After can impose.

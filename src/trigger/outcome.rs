@@ -3,19 +3,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::TriggerRequest;
+use super::{Pipeline, TriggerRequest};
 use crate::schedule::Api;
-
-/// The pipeline GitLab created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pipeline {
-    pub id: u64,
-    pub iid: Option<u64>,
-    pub status: String,
-    pub web_url: Option<String>,
-}
 
 /// One attempt's result.
 #[derive(Debug, Clone, PartialEq)]

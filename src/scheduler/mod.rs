@@ -26,8 +26,7 @@ use crate::clock::{Clock, Corrected};
 use crate::schedule::Schedule;
 use crate::store::{Replica, Run, RunStore, StoreError, TakenOver, owner_name};
 use crate::trigger::{Backoff, Ending, Reason, RunResult, Trigger};
-use fire::{FireContext, InFlight, Slot};
-use health::Health;
+use fire::{FireContext, Slot};
 use lease::Lease;
 use queue::{Due, Queue};
 
@@ -92,49 +91,41 @@ struct Unclaimed {
 }
 
 pub struct Scheduler<S, T, C> {
-    store: Arc<S>,
-    trigger: Arc<T>,
-    clock: Arc<Corrected<C>>,
+    /// What the loop shares with every fire task: the store, the trigger, the clock, the pool, this replica.
+    shared: FireContext<S, T, C>,
     options: Options,
-    replica: Arc<Replica>,
     schedules: HashMap<Arc<str>, Arc<Schedule>>,
     queue: Queue,
-    pool: Arc<Semaphore>,
     tasks: JoinSet<()>,
-    in_flight: InFlight,
-    waiting: Arc<std::sync::atomic::AtomicUsize>,
-    health: Arc<Health>,
     unclaimed: Arc<Mutex<Unclaimed>>,
     /// When the loop last woke (milliseconds since the epoch), for a health check.
     loop_woke: Arc<std::sync::atomic::AtomicI64>,
-    fired: Option<mpsc::UnboundedSender<Fired>>,
 }
 
 impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     pub fn new(store: Arc<S>, trigger: Arc<T>, clock: Arc<C>, options: Options) -> Self {
-        Scheduler {
+        let shared = FireContext {
             store,
             trigger,
             clock: Arc::new(Corrected::new(clock)),
             pool: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            backoff: options.backoff,
+            dry_run: options.dry_run,
             replica: Arc::new(Replica::this_process(options.lease)),
+            health: Arc::default(),
+            in_flight: Arc::default(),
+            waiting: Arc::default(),
+            fired: None,
+        };
+        Scheduler {
+            shared,
             options,
             schedules: HashMap::new(),
             queue: Queue::default(),
             tasks: JoinSet::new(),
-            in_flight: Arc::default(),
-            waiting: Arc::default(),
-            health: Arc::default(),
             unclaimed: Arc::default(),
             loop_woke: Arc::default(),
-            fired: None,
         }
-    }
-
-    /// Runs as this replica instead of one named after the process (tests run several in one process).
-    pub fn as_replica(mut self, replica: Replica) -> Self {
-        self.replica = Arc::new(replica);
-        self
     }
 
     /// When the loop last woke, in milliseconds since the epoch: it wakes at least once a minute while it runs.
@@ -144,7 +135,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 
     /// Reports every finished slot on this channel (tests and benchmarks listen).
     pub fn report_to(&mut self, fired: mpsc::UnboundedSender<Fired>) {
-        self.fired = Some(fired);
+        self.shared.fired = Some(fired);
     }
 
     /// Runs until `shutdown` completes. `reloads` delivers new, already validated configurations.
@@ -159,7 +150,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let lease = match self.options.dry_run {
             true => None,
             false => {
-                self.store.register(&self.replica).await?;
+                self.shared.store.register(&self.shared.replica).await?;
                 // The first slots are queued by the corrected clock: a fast host must not fire them early.
                 self.lease().measure_clock().await;
                 Some(tokio::spawn(self.lease().keep(taken_tx, stop_lease.clone())))
@@ -168,12 +159,12 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         self.start(schedules).await?;
         tokio::pin!(shutdown);
         loop {
-            self.loop_woke.store(self.clock.now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
-            self.handle_due().await;
-            self.retry_unclaimed().await;
+            self.loop_woke.store(self.shared.clock.now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+            self.handle_due();
+            self.retry_unclaimed();
             let wake = self.next_wake();
             tokio::select! {
-                _ = self.clock.wait_until(wake) => {}
+                _ = self.shared.clock.wait_until(wake) => {}
                 Some(schedules) = reloads.recv() => self.reload(schedules),
                 Some(dead) = taken.recv() => self.adopt(dead),
                 _ = &mut shutdown => break,
@@ -187,7 +178,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             if tokio::time::timeout(Duration::from_secs(5), &mut lease).await.is_err() {
                 lease.abort();
             }
-            if let Err(error) = self.store.deregister(&self.replica).await {
+            if let Err(error) = self.shared.store.deregister(&self.shared.replica).await {
                 tracing::warn!(%error, "cannot deregister; other replicas take over after the lease");
             }
         }
@@ -196,17 +187,17 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 
     fn lease(&self) -> Lease<S, C> {
         Lease {
-            store: self.store.clone(),
-            replica: self.replica.clone(),
-            clock: self.clock.clone(),
-            health: self.health.clone(),
+            store: self.shared.store.clone(),
+            replica: self.shared.replica.clone(),
+            clock: self.shared.clock.clone(),
+            health: self.shared.health.clone(),
         }
     }
 
     /// Loads the schedules, catches up what was missed while pipecron was down, and queues each next slot.
     async fn start(&mut self, schedules: Vec<Arc<Schedule>>) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let last = if self.options.dry_run { HashMap::new() } else { self.store.last_slots().await? };
+        let now = self.shared.clock.now();
+        let last = if self.options.dry_run { HashMap::new() } else { self.shared.store.last_slots().await? };
         let mut catch_up = Vec::new();
         let mut missed = Vec::new();
         for schedule in schedules {
@@ -239,7 +230,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         if !missed.is_empty() {
             tracing::warn!(slots = missed.len(), "recording slots missed while pipecron was down");
-            self.store.record_missed(missed, now).await?;
+            self.shared.store.record_missed(missed, now).await?;
         }
         self.dispatch(catch_up);
         Ok(())
@@ -259,7 +250,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     /// Swaps in a new configuration: unchanged schedules keep their queued slot; changed and added ones count
     /// from now, so a changed expression never backfills.
     fn reload(&mut self, schedules: Vec<Arc<Schedule>>) {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         let mut incoming: HashMap<Arc<str>, Arc<Schedule>> =
             schedules.into_iter().map(|s| (s.name.clone(), s)).collect();
         let removed: Vec<Arc<str>> = self.schedules.keys().filter(|n| !incoming.contains_key(*n)).cloned().collect();
@@ -285,7 +276,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     /// When to wake, by the wall clock: just before the earliest due slot (to claim it), or to claim again what the
     /// store did not take, but no later than a minute from now.
     fn next_wake(&self) -> DateTime<Utc> {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         let recheck = now + chrono::Duration::from_std(RECHECK).unwrap_or_default();
         let due = self.queue.peek().map(|due| due.slot - chrono::Duration::from_std(LEAD).unwrap_or_default());
         let retry = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).retry_at;
@@ -294,8 +285,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 
     /// Handles every slot due at or before now. Of several due slots of one schedule (after a clock step or a
     /// suspend) only the newest is fired; the others are recorded as missed.
-    async fn handle_due(&mut self) {
-        let now = self.clock.now();
+    fn handle_due(&mut self) {
+        let now = self.shared.clock.now();
         let mut due_now = Vec::new();
         let lead = chrono::Duration::from_std(LEAD).unwrap_or_default();
         while let Some(due) = self.queue.pop_due(now + lead) {
@@ -315,8 +306,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 
     /// Claims again the slots the store did not take while it was away, once their wait is over. The catch-up
     /// rule holds as after a restart: per schedule, the newest within `catch_up` is fired, the rest are missed.
-    async fn retry_unclaimed(&mut self) {
-        let now = self.clock.now();
+    fn retry_unclaimed(&mut self) {
+        let now = self.shared.clock.now();
         let slots = {
             let mut unclaimed = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
             if unclaimed.retry_at.is_none_or(|at| at > now) {
@@ -346,7 +337,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     /// its schedule's catch-up window (`fire` records it missed otherwise). A slot of a schedule not enabled here,
     /// or of a `run-now` that died, is recorded missed.
     fn adopt(&mut self, dead: TakenOver) {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         let context = self.context();
         let mut missed: HashMap<&str, Vec<_>> = HashMap::new();
         for Run { schedule: name, slot, reason, .. } in dead.claimed {
@@ -423,26 +414,14 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     }
 
     fn context(&self) -> FireContext<S, T, C> {
-        FireContext {
-            store: self.store.clone(),
-            trigger: self.trigger.clone(),
-            clock: self.clock.clone(),
-            pool: self.pool.clone(),
-            backoff: self.options.backoff,
-            dry_run: self.options.dry_run,
-            replica: self.replica.clone(),
-            health: self.health.clone(),
-            in_flight: self.in_flight.clone(),
-            waiting: self.waiting.clone(),
-            fired: self.fired.clone(),
-        }
+        self.shared.clone()
     }
 
     /// Lets in-flight triggers finish within the grace period, then records the ones that were `sending` as
     /// `unknown`. Slots claimed and not yet sent are left `claimed`: once this replica deregisters, the next live
     /// one (or this one, restarted) fires them.
     async fn drain(&mut self) {
-        let pending = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let pending = self.shared.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len();
         tracing::info!(in_flight = pending, grace = ?self.options.shutdown_grace, "shutting down");
         let finished = tokio::time::timeout(self.options.shutdown_grace, async {
             while self.tasks.join_next().await.is_some() {}
@@ -453,8 +432,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
-        let left: Vec<_> = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
-        let now = self.clock.now();
+        let left: Vec<_> = self.shared.in_flight.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let now = self.shared.clock.now();
         for ((name, slot), sending) in left {
             if !sending {
                 tracing::info!(schedule = %name, %slot, "stopped before sending; left for the next replica to fire");
@@ -463,7 +442,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             let why = "pipecron stopped before GitLab answered; a pipeline may have been created";
             let result = RunResult::unanswered(Ending::Unknown, Some(why.into()));
             if !self.options.dry_run
-                && let Err(error) = self.store.finish(&name, slot, &result, &self.replica.id, now).await
+                && let Err(error) = self.shared.store.finish(&name, slot, &result, &self.shared.replica.id, now).await
             {
                 tracing::error!(%error, schedule = %name, %slot, "cannot record an unfinished run");
             }

@@ -19,9 +19,13 @@ fn health_checks_and_the_json_api_serve_the_daemons_live_state() {
     assert_eq!(http(&addr, "GET", "/healthz"), (200, "ok\n".to_string()));
     assert_eq!(http(&addr, "GET", "/readyz"), (200, "ready\n".to_string()));
 
-    let (status, body) = http(&addr, "GET", "/api/v1/schedules");
-    assert_eq!(status, 200, "{body}");
-    let rows: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    // The newest slot may still be on its way (`sending`) when the fake has seen it: wait for a recorded one.
+    let rows = wait_for(|| {
+        let (status, body) = http(&addr, "GET", "/api/v1/schedules");
+        assert_eq!(status, 200, "{body}");
+        let rows: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        (rows[0]["last_run"]["state"] == "succeeded").then_some(rows)
+    });
     assert_eq!(rows[0]["name"], "every-second");
     assert_eq!(rows[0]["description"], "<b>nightly</b>");
     assert_eq!(rows[0]["token"], format!("glptt-{}…", &TOKEN[6..10]));
@@ -74,4 +78,16 @@ fn a_port_in_use_is_a_clear_start_up_error_and_off_serves_nothing() {
     let (code, logs) = daemon.stop();
     assert_eq!(code, Some(0), "{logs}");
     assert!(!logs.contains("\"listening\""), "{logs}");
+}
+
+/// Polls `probe` every 50 ms until it returns something, for at most 10 s.
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

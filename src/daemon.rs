@@ -1,8 +1,10 @@
-//! The daemon: the scheduler, the reload watcher and the signal handlers, started together as peers, stopped by one
-//! cancellation token, and all joined before it returns.
+//! The daemon: the scheduler, the reload watcher, the HTTP server and the signal handlers, started together as
+//! peers, stopped by one cancellation token, and all joined before it returns.
 //!
-//! SIGTERM or SIGINT cancels the token: the scheduler takes no new slots and drains, the watcher stops. SIGHUP asks
-//! the watcher to reload. Nothing here knows about the command line; `cli/run.rs` only fills in a `Config`.
+//! SIGTERM or SIGINT cancels the token: the scheduler takes no new slots and drains, the watcher and the server
+//! stop. SIGHUP asks the watcher to reload. What happens is published as events (`crate::events`) to the log, the
+//! metrics, the server's view of the configuration and, in a dry run, the printout. Nothing here knows about the
+//! command line; `cli/run.rs` only fills in a `Config`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,10 +15,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SystemClock;
+use crate::events::{Events, Listener, Log, PrintRequests};
+use crate::metrics::Metrics;
 use crate::scheduler::{Options, Scheduler};
-use crate::store::{StateLocation, StoreError};
-use crate::trigger::GitlabClient;
+use crate::secret::Secret;
+use crate::server::{Admin, ConfigHealth, Live};
+use crate::store::{RunStore, StateLocation, Store, StoreError};
 use crate::trigger::client::ClientError;
+use crate::trigger::{GitlabClient, Sender};
 
 /// What the daemon runs on.
 #[derive(Debug, Clone)]
@@ -28,6 +34,10 @@ pub struct Config {
     pub options: Options,
     /// Where the HTTP server listens, if anywhere.
     pub listen: Option<std::net::SocketAddr>,
+    /// Print each request instead of sending it (with a `memory()` state, so that nothing is recorded).
+    pub dry_run: bool,
+    /// The bearer token of the admin endpoint, which exists only when this is set.
+    pub admin_token: Option<Secret>,
 }
 
 /// Why the daemon could not start, or stopped.
@@ -49,37 +59,59 @@ pub enum Error {
 
 /// Runs until SIGTERM or SIGINT, then drains and returns once every peer has stopped.
 pub async fn run(config: Config) -> Result<(), Error> {
-    let schedules = crate::reload::load_valid(&config.schedules).map_err(|errors| Error::InvalidConfig { errors })?;
-    let client = GitlabClient::new()?;
-    client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
+    let schedules = crate::reload::load_valid(&config.schedules)
+        .map_err(|invalid| Error::InvalidConfig { errors: invalid.errors })?;
+    let trigger = Arc::new(sender(config.dry_run, &schedules)?);
     let state = config.state;
     let store = Arc::new(crate::store::open(&state).await?);
     let listener = match config.listen {
         Some(addr) => Some(crate::server::bind(addr).await.map_err(Error::Listen)?),
         None => None,
     };
+    let metrics = Arc::new(Metrics::new());
+    let config_health = Arc::new(ConfigHealth::default());
+    let mut listeners: Vec<Arc<dyn Listener>> =
+        vec![Arc::new(Log { dry_run: config.dry_run }), metrics.clone(), config_health.clone()];
+    if config.dry_run {
+        listeners.push(Arc::new(PrintRequests));
+    }
+    let events = Events::new(listeners);
+
     let stop = CancellationToken::new();
     let mut peers = JoinSet::new();
+    peers.spawn(seed(metrics.clone(), store.clone(), stop.clone()));
     let (kick_tx, kick_rx) = mpsc::channel(4);
     let (loaded_tx, loaded_rx) = mpsc::channel(4);
-    let watcher = crate::reload::watch(config.schedules.clone(), kick_rx, loaded_tx, stop.clone(), &mut peers)
+    let dir = config.schedules.clone();
+    let watcher = crate::reload::watch(dir, kick_rx, loaded_tx, events.clone(), stop.clone(), &mut peers)
         .map_err(|e| Error::Watch { dir: config.schedules.display().to_string(), reason: e.to_string() })?;
     let (live_tx, live_rx) = watch::channel(schedules.clone());
     let (reload_tx, reload_rx) = mpsc::channel(4);
     peers.spawn(publish(loaded_rx, live_tx, reload_tx));
     peers.spawn(signals(stop.clone(), kick_tx)?);
-    let dry_run = config.options.dry_run;
-    let scheduler = Scheduler::new(store.clone(), Arc::new(client), Arc::new(SystemClock), config.options);
+    let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), Arc::new(SystemClock), config.options);
+    scheduler.publish_to(events.clone());
     if let Some(listener) = listener {
         let addr = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
         tracing::info!(%addr, "listening");
-        let live = crate::server::Live { store, schedules: live_rx, loop_woke: scheduler.loop_woke() };
+        let admin = config
+            .admin_token
+            .map(|token| Arc::new(Admin { token, trigger, replica: scheduler.replica(), events: events.clone() }));
+        let live = Live {
+            store,
+            schedules: live_rx,
+            loop_woke: scheduler.loop_woke(),
+            metrics,
+            config: config_health,
+            admin,
+            state: state.to_string(),
+        };
         peers.spawn(crate::server::serve(listener, live, stop.clone()));
     }
     tracing::info!(
         schedules = schedules.len(),
         state = %state,
-        dry_run,
+        dry_run = config.dry_run,
         version = env!("CARGO_PKG_VERSION"),
         "pipecron started"
     );
@@ -90,6 +122,28 @@ pub async fn run(config: Config) -> Result<(), Error> {
     drop(watcher);
     tracing::info!("pipecron stopped");
     Ok(stopped?)
+}
+
+/// GitLab's client, ready for every schedule's `ca_file`; or, for a dry run, nothing that sends.
+fn sender(dry_run: bool, schedules: &[Arc<crate::schedule::Schedule>]) -> Result<Sender, Error> {
+    if dry_run {
+        return Ok(Sender::DryRun);
+    }
+    let client = GitlabClient::new()?;
+    client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
+    Ok(Sender::Gitlab(client))
+}
+
+/// Seeds the metrics' last fire and last success from the store, beside the start: a long history makes this a
+/// slow query, and nothing waits for it.
+async fn seed(metrics: Arc<Metrics>, store: Arc<Store>, stop: CancellationToken) {
+    tokio::select! {
+        runs = store.last_runs() => match runs {
+            Ok(runs) => metrics.seed(&runs),
+            Err(error) => tracing::warn!(%error, "cannot read the last runs for the metrics"),
+        },
+        _ = stop.cancelled() => {}
+    }
 }
 
 /// Passes each reloaded configuration on to the scheduler, and publishes it for the server.

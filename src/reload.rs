@@ -15,14 +15,30 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, diag::Severity};
+use crate::events::{Event, Events};
 use crate::schedule::Schedule;
 
 /// How long the directory must be quiet before a reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// Loads the directory: the schedules if the whole configuration is valid, else the number of errors. Every
-/// diagnostic is logged.
-pub fn load_valid(dir: &Path) -> Result<Vec<Arc<Schedule>>, usize> {
+/// Why a configuration was refused: how many errors, and the first, for `/readyz` and the page.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    pub errors: usize,
+    pub first: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.errors {
+            1 => write!(f, "{}", self.first),
+            n => write!(f, "{} (and {} more errors)", self.first, n - 1),
+        }
+    }
+}
+
+/// Loads the directory: the schedules if the whole configuration is valid. Every diagnostic is logged.
+pub fn load_valid(dir: &Path) -> Result<Vec<Arc<Schedule>>, Invalid> {
     let env = |name: &str| std::env::var(name).ok();
     let loaded = config::load(dir, Some(&env));
     for diagnostic in &loaded.diagnostics {
@@ -32,17 +48,20 @@ pub fn load_valid(dir: &Path) -> Result<Vec<Arc<Schedule>>, usize> {
         }
     }
     if loaded.has_errors() {
-        return Err(loaded.errors().count());
+        let first = loaded.errors().next().map(|d| d.to_string()).unwrap_or_default();
+        return Err(Invalid { errors: loaded.errors().count(), first });
     }
     Ok(loaded.schedules)
 }
 
 /// Watches `dir` and reloads on changes and on `kicks` (SIGHUP), sending each valid configuration to `reloads`,
-/// until `stop`. Its task joins `peers`; the watcher is returned so that it lives as long as the caller wants it.
+/// until `stop`, and publishes each outcome to `events`. Its task joins `peers`; the watcher is returned so that it
+/// lives as long as the caller wants it.
 pub fn watch(
     dir: PathBuf,
     mut kicks: mpsc::Receiver<()>,
     reloads: mpsc::Sender<Vec<Arc<Schedule>>>,
+    events: Events,
     stop: CancellationToken,
     peers: &mut JoinSet<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
@@ -69,14 +88,13 @@ pub fn watch(
             let dir = dir.clone();
             match tokio::task::spawn_blocking(move || load_valid(&dir)).await {
                 Ok(Ok(schedules)) => {
+                    events.publish(Event::Reloaded);
                     if reloads.send(schedules).await.is_err() {
                         break;
                     }
                 }
-                Ok(Err(errors)) => {
-                    tracing::error!(errors, "the new configuration is invalid; the old one keeps running")
-                }
-                Err(error) => tracing::error!(%error, "the reload failed"),
+                Ok(Err(invalid)) => events.publish(Event::ReloadFailed { error: &invalid.to_string() }),
+                Err(error) => events.publish(Event::ReloadFailed { error: &error.to_string() }),
             }
         }
     });

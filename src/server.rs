@@ -1,26 +1,32 @@
-//! The daemon's HTTP server: health checks for orchestrators and the JSON API, from the daemon's live state (the
-//! schedules as loaded, and what the store says), never from a second copy that could drift.
+//! The daemon's HTTP server: health checks for orchestrators, the JSON API, the status page, Prometheus metrics
+//! and an admin endpoint that fires a schedule now. It serves the daemon's live state (the schedules as loaded,
+//! and what the store says), never a second copy that could drift.
 //!
 //! It is one of the daemon's peers: it serves until the daemon's token is cancelled. Loopback by default.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::{Event, Events, Fired, Listener};
+use crate::metrics::Metrics;
+use crate::run::{Ending, Reason};
 use crate::schedule::Schedule;
+use crate::secret::Secret;
 use crate::status::{run_json, schedule_json};
-use crate::store::{Run, RunStore, Store};
+use crate::store::{Replica, Run, RunStore, Store};
+use crate::trigger::{Overrides, Sender, TriggerRequest};
 
 /// The longest the timer loop may go without waking before `/healthz` says it is stuck: it wakes at least once a
 /// minute.
@@ -36,6 +42,45 @@ pub struct Live {
     pub schedules: watch::Receiver<Vec<Arc<Schedule>>>,
     /// When the timer loop last woke, in milliseconds since the epoch.
     pub loop_woke: Arc<AtomicI64>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<ConfigHealth>,
+    /// The admin endpoint, when `PIPECRON_ADMIN_TOKEN` is set.
+    pub admin: Option<Arc<Admin>>,
+    /// The store, as shown: its password masked.
+    pub state: String,
+}
+
+/// Whether the running configuration is the newest: a listener of the reload events.
+#[derive(Debug, Default)]
+pub struct ConfigHealth {
+    /// Why the last reload was refused, while the configuration running is an older one.
+    reload_error: Mutex<Option<String>>,
+}
+
+impl ConfigHealth {
+    pub fn reload_error(&self) -> Option<String> {
+        self.reload_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Listener for ConfigHealth {
+    fn on(&self, event: &Event<'_>) {
+        let error = match event {
+            Event::Reloaded => None,
+            Event::ReloadFailed { error } => Some(error.to_string()),
+            _ => return,
+        };
+        *self.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
+/// What the admin endpoint fires with: the daemon's own trigger, replica and events, so that a run fired here is
+/// claimed, recorded, counted and taken over like any other.
+pub struct Admin {
+    pub token: Secret,
+    pub trigger: Arc<Sender>,
+    pub replica: Arc<Replica>,
+    pub events: Events,
 }
 
 /// Binds `addr`; the error names it. Port 0 picks a free port: the caller logs the address bound.
@@ -53,13 +98,18 @@ pub async fn serve(listener: tokio::net::TcpListener, live: Live, stop: Cancella
 }
 
 pub fn router(live: Live) -> axum::Router {
-    axum::Router::new()
+    let mut router = axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/schedules", get(schedules))
         .route("/api/v1/schedules/{name}", get(schedule))
-        .route("/api/v1/schedules/{name}/runs", get(runs))
-        .with_state(live)
+        .route("/api/v1/schedules/{name}/runs", get(runs));
+    // Without a token, the admin endpoint does not exist: 404, as for any unknown path.
+    if live.admin.is_some() {
+        router = router.route("/api/v1/schedules/{name}/run", post(run_now));
+    }
+    router.with_state(live)
 }
 
 async fn healthz(State(live): State<Live>) -> Response {
@@ -71,10 +121,27 @@ async fn healthz(State(live): State<Live>) -> Response {
     }
 }
 
+/// Ready when a valid configuration runs and the store answers. A refused reload leaves the older, valid
+/// configuration running: still ready, and the reason is said.
 async fn readyz(State(live): State<Live>) -> Response {
-    match live.store.live_replicas().await {
-        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {error}\n")).into_response(),
+    if let Err(error) = live.store.live_replicas().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {error}\n")).into_response();
+    }
+    match live.config.reload_error() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(error) => {
+            let note = format!("ready\nthe last reload was refused; the configuration before it runs: {error}\n");
+            (StatusCode::OK, note).into_response()
+        }
+    }
+}
+
+/// Rendered off the runtime's workers: with 100,000 schedules it is a few megabytes of text.
+async fn metrics(State(live): State<Live>) -> Response {
+    let metrics = live.metrics.clone();
+    match tokio::task::spawn_blocking(move || metrics.render()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(error) => unavailable(&error.to_string()),
     }
 }
 
@@ -139,4 +206,88 @@ fn not_found(name: &str) -> Response {
 
 fn unavailable(error: &str) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": error }))).into_response()
+}
+
+/// The admin endpoint's optional body: the ref and variables to fire with, as `run-now --ref --var`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunNowBody {
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    #[serde(default)]
+    variables: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /api/v1/schedules/{name}/run`: fires the schedule now, like `run-now`. 201 with the run; 422 when GitLab
+/// refused it, 502 when every attempt failed, 504 when no answer came (a pipeline may exist).
+async fn run_now(State(live): State<Live>, Path(name): Path<String>, headers: HeaderMap, body: String) -> Response {
+    let Some(admin) = live.admin.clone() else { return StatusCode::NOT_FOUND.into_response() };
+    if !authorized(&headers, &admin.token) {
+        let hint = "send Authorization: Bearer <PIPECRON_ADMIN_TOKEN>";
+        return ([(header::WWW_AUTHENTICATE, "Bearer")], error(StatusCode::UNAUTHORIZED, hint)).into_response();
+    }
+    let Some(schedule) = find(&live, &name) else { return not_found(&name) };
+    let body: RunNowBody = match body.trim() {
+        "" => RunNowBody::default(),
+        text => match serde_json::from_str(text) {
+            Ok(body) => body,
+            Err(e) => {
+                return error(StatusCode::BAD_REQUEST, &format!("the body is not {{\"ref\", \"variables\"}}: {e}"));
+            }
+        },
+    };
+    if let Some(Err(problem)) = body.variables.keys().map(|k| crate::run_now::check_variable(k)).find(Result::is_err) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &problem);
+    }
+    let overrides = Overrides { git_ref: body.git_ref, variables: body.variables };
+    let slot = crate::run_now::slot_now();
+    let request = match TriggerRequest::new(&schedule, slot, Reason::RunNow, &overrides) {
+        Ok(request) => request,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    };
+    admin.events.publish(Event::Sending { request: &request });
+    let fired = crate::run_now::claim_and_fire(
+        &*live.store,
+        &admin.replica,
+        &*admin.trigger,
+        &schedule,
+        &request,
+        slot,
+        |attempt, error, wait| {
+            admin.events.publish(Event::Retrying { schedule: &name, slot, attempt, error, wait });
+        },
+    )
+    .await;
+    let done = match fired {
+        Ok(done) => done,
+        Err(crate::run_now::Error::AlreadyClaimed { .. }) => {
+            return error(StatusCode::CONFLICT, "that slot is already claimed; try again");
+        }
+        Err(crate::run_now::Error::Store(e)) => return unavailable(&e.to_string()),
+    };
+    let result = done.result;
+    let fired = Fired { schedule: name.clone(), slot, reason: Reason::RunNow, result, lateness_ms: 0 };
+    admin.events.publish(Event::Finished(&fired));
+    let status = match fired.result.ending {
+        Ending::Succeeded => StatusCode::CREATED,
+        Ending::Failed if fired.result.retries_exhausted => StatusCode::BAD_GATEWAY,
+        Ending::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        Ending::Unknown => StatusCode::GATEWAY_TIMEOUT,
+    };
+    match live.store.runs_before(&name, Some(slot + chrono::Duration::milliseconds(1)), 1).await {
+        Ok(runs) if runs.first().is_some_and(|r| r.slot == slot) => (status, Json(run_json(&runs[0]))).into_response(),
+        _ => (status, Json(json!({ "schedule": name, "error": fired.result.error }))).into_response(),
+    }
+}
+
+/// The bearer token, compared in constant time: how long the comparison takes says nothing of how much matched.
+fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(given) = given.strip_prefix("Bearer ") else { return false };
+    bool::from(given.trim().as_bytes().ct_eq(token.expose().as_bytes()))
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }

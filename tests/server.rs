@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::daemon::{Daemon, http, setup};
 use common::fake_gitlab::{FakeGitlab, TOKEN};
+use common::metrics::{prometheus, promtool_lint, value};
 
 #[test]
 fn health_checks_and_the_json_api_serve_the_daemons_live_state() {
@@ -60,6 +61,42 @@ fn health_checks_and_the_json_api_serve_the_daemons_live_state() {
     let (code, logs) = daemon.stop();
     assert_eq!(code, Some(0), "{logs}");
     assert!(std::net::TcpStream::connect(&addr).is_err(), "the server stops with the daemon");
+}
+
+#[test]
+fn metrics_count_what_a_running_daemon_fired() {
+    let fake = FakeGitlab::new();
+    let schedules = "  every-second:\n    cron: \"* * * * * *\"\n  nightly:\n    cron: \"30 0 * * *\"\n";
+    let (dir, _) = setup(&fake, schedules);
+    let daemon = Daemon::spawn(dir.path(), &["--shutdown-grace", "2s"], &[]);
+    let addr = daemon.listening();
+    while fake.requests().len() < 3 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, text) = http(&addr, "GET", "/metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains(&TOKEN[6..]), "the token is in the metrics");
+    promtool_lint(&text);
+    let samples = prometheus(&text);
+    let get = |name: &str, labels: &[(&str, &str)]| value(&samples, name, labels).unwrap_or(f64::NAN);
+    let ok = [("schedule", "every-second"), ("reason", "schedule"), ("outcome", "succeeded")];
+    let fires = get("pipecron_fires_total", &ok);
+    assert!(fires >= 2.0, "{fires} fires counted of {} sent:\n{text}", fake.requests().len());
+    assert!(get("pipecron_fire_lateness_seconds_count", &[]) >= fires, "{text}");
+    assert!(get("pipecron_trigger_request_duration_seconds_count", &[]) >= fires, "{text}");
+    let now = chrono::Utc::now().timestamp() as f64;
+    let one = [("schedule", "every-second")];
+    let last_success = get("pipecron_schedule_last_success_timestamp_seconds", &one);
+    assert!((now - 10.0..=now).contains(&last_success), "last success {last_success}, now {now}");
+    assert_eq!(get("pipecron_schedule_period_seconds", &one), 1.0);
+    let next = get("pipecron_schedule_next_fire_timestamp_seconds", &[("schedule", "nightly")]);
+    assert!(next > now && next <= now + 86_400.0, "nightly next fires at {next}");
+    assert_eq!(get("pipecron_schedule_period_seconds", &[("schedule", "nightly")]), 86_400.0);
+    assert_eq!(get("pipecron_schedules", &[("state", "active")]), 2.0);
+    assert_eq!(get("pipecron_replicas_alive", &[]), 1.0);
+    assert!(get("pipecron_scheduler_last_wake_timestamp_seconds", &[]) > now - 60.0);
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
 }
 
 #[test]

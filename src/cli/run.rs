@@ -45,12 +45,19 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         concurrency: args.concurrency as usize,
         shutdown_grace: args.shutdown_grace,
         backoff: Backoff::default(),
-        dry_run: args.dry_run,
         lease: args.lease,
     };
     // A dry run records nothing, so it keeps its history in memory.
     let state = if args.dry_run { crate::store::StateLocation::memory() } else { super::state(cli)? };
-    let config = daemon::Config { schedules: cli.schedules.clone(), state, options, listen: args.listen.0 };
+    let admin_token = std::env::var("PIPECRON_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    let config = daemon::Config {
+        schedules: cli.schedules.clone(),
+        state,
+        options,
+        listen: args.listen.0,
+        dry_run: args.dry_run,
+        admin_token: admin_token.map(|t| crate::secret::Secret::new(t.trim().to_string())),
+    };
     daemon::run(config).await.map_err(|error| match error {
         daemon::Error::InvalidConfig { errors } => Error::InvalidConfig { errors },
         daemon::Error::Client(error) => Error::Client(error),

@@ -1,10 +1,8 @@
 //! `pipecron run-now`: fire a schedule once, now, with the same retries as the daemon, and record it.
 
-use chrono::{DateTime, Utc};
-
 use super::{Cli, Error};
 use crate::store::{Replica, RunStore, Store};
-use crate::trigger::{self, Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest};
+use crate::trigger::{Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,7 +26,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         eprintln!("note: schedule '{}' is paused; firing it anyway, as asked", schedule.name);
     }
     let overrides = Overrides { git_ref: args.git_ref.clone(), variables: args.vars.iter().cloned().collect() };
-    let slot = now_millis();
+    let slot = crate::run_now::slot_now();
     let request = TriggerRequest::new(schedule, slot, Reason::RunNow, &overrides)?;
     if args.dry_run {
         print!("{}", request.describe());
@@ -40,39 +38,32 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let replica = Replica::this_process(crate::store::DEFAULT_LEASE);
     store.register(&replica).await?;
     let lease = tokio::spawn(heartbeat(store.clone(), replica.clone()));
-    let fired = claim_and_fire(&store, &replica, &client, schedule, &request, slot).await;
+    let fired = crate::run_now::claim_and_fire(
+        &store,
+        &replica,
+        &client,
+        schedule,
+        &request,
+        slot,
+        |attempt, message, wait| {
+            eprintln!("attempt {attempt} failed: {message}; retrying in {:.1}s", wait.as_secs_f64());
+        },
+    )
+    .await;
     lease.abort();
     if let Err(error) = store.deregister(&replica).await {
         eprintln!("note: cannot deregister from the state database: {error}");
     }
-    let result = fired?;
-    report(&schedule.name, &request.git_ref, result)
-}
-
-async fn claim_and_fire(
-    store: &Store,
-    replica: &Replica,
-    client: &GitlabClient,
-    schedule: &crate::schedule::Schedule,
-    request: &TriggerRequest,
-    slot: DateTime<Utc>,
-) -> Result<RunResult, Error> {
-    let key = (schedule.name.to_string(), slot);
-    if !store.claim(&schedule.name, slot, Reason::RunNow, &replica.id, Utc::now()).await?
-        || !store.start_sending(vec![key], &replica.id).await?.first().copied().unwrap_or(false)
-    {
-        return Err(Error::Usage(format!("slot {slot} of '{}' is already claimed; try again", schedule.name)));
-    }
-    let result = trigger::fire(client, request, schedule.retries, Backoff::default(), |attempt, message, wait| {
-        eprintln!("attempt {attempt} failed: {message}; retrying in {:.1}s", wait.as_secs_f64());
-    })
-    .await;
-    if !store.finish(&schedule.name, slot, &result, &replica.id, Utc::now()).await? {
+    let done = fired.map_err(|error| match error {
+        crate::run_now::Error::AlreadyClaimed { .. } => Error::Usage(error.to_string()),
+        crate::run_now::Error::Store(error) => Error::Store(error),
+    })?;
+    if done.taken_over {
         eprintln!(
             "note: a daemon took this run over while it was sending (its lease ran out); the history says unknown"
         );
     }
-    Ok(result)
+    report(&schedule.name, &request.git_ref, done.result)
 }
 
 /// Renews run-now's lease while it sends and retries.
@@ -100,19 +91,8 @@ fn report(name: &str, git_ref: &str, result: RunResult) -> Result<(), Error> {
     }
 }
 
-/// The moment run-now was asked, to the millisecond: its slot in the history.
-fn now_millis() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
-
 fn parse_var(text: &str) -> Result<(String, String), String> {
     let (key, value) = text.split_once('=').ok_or("write KEY=VALUE")?;
-    if !crate::config::interpolate::is_var_name(key) {
-        return Err(format!("'{key}' is not a valid variable name; use letters, digits and _"));
-    }
-    if key.to_ascii_uppercase().starts_with(crate::config::fields::RESERVED_PREFIX) {
-        return Err(format!("'{key}' starts with PIPECRON_, which pipecron reserves for its own variables"));
-    }
+    crate::run_now::check_variable(key)?;
     Ok((key.to_string(), value.to_string()))
 }

@@ -11,14 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::health::Health;
-use super::{Fired, LEAD, ON_TIME};
+use super::{LEAD, ON_TIME};
 use crate::clock::{Clock, Corrected};
+use crate::events::{Event, Events, Fired};
 use crate::schedule::Schedule;
 use crate::store::{Key, Replica, RunStore, StoreError};
-use crate::trigger::{self, Backoff, Ending, Overrides, Reason, RunResult, Trigger, TriggerRequest};
+use crate::trigger::{self, Attempt, Backoff, Ending, Overrides, Reason, RunResult, Trigger, TriggerRequest};
 
 /// The slots this replica has claimed and not yet finished, and whether each is `sending`, so that a shutdown can
 /// record the ones that may have reached GitLab.
@@ -58,13 +59,12 @@ pub struct FireContext<S, T, C> {
     pub clock: Arc<Corrected<C>>,
     pub pool: Arc<Semaphore>,
     pub backoff: Backoff,
-    pub dry_run: bool,
     pub replica: Arc<Replica>,
     pub health: Arc<Health>,
     pub in_flight: InFlight,
     /// How many slots wait for a place in the pool: while any do, results are recorded without gathering.
     pub waiting: Arc<AtomicUsize>,
-    pub fired: Option<mpsc::UnboundedSender<Fired>>,
+    pub events: Events,
 }
 
 impl<S, T, C> Clone for FireContext<S, T, C> {
@@ -75,12 +75,11 @@ impl<S, T, C> Clone for FireContext<S, T, C> {
             clock: self.clock.clone(),
             pool: self.pool.clone(),
             backoff: self.backoff,
-            dry_run: self.dry_run,
             replica: self.replica.clone(),
             health: self.health.clone(),
             in_flight: self.in_flight.clone(),
             waiting: self.waiting.clone(),
-            fired: self.fired.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -113,7 +112,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
                 permit
             }
         };
-        if !self.dry_run && !self.mark_sending(&slot).await {
+        if !self.mark_sending(&slot).await {
             return;
         }
         match slot.go.clone() {
@@ -124,13 +123,12 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         let lateness_ms = (started - slot.at).num_milliseconds() - slot.delay.as_millis() as i64;
         let Slot { schedule, at, reason, request, .. } = slot;
         let result = match request {
-            Ok(request) if self.dry_run => {
-                println!("{}", request.describe());
-                RunResult::unanswered(Ending::Succeeded, None)
-            }
             Ok(request) => {
-                trigger::fire(&*self.trigger, &request, schedule.retries, self.backoff, |attempt, message, wait| {
-                    tracing::warn!(schedule = %schedule.name, slot = %at, attempt, error = message, retry_in = ?wait, "retrying");
+                self.events.publish(Event::Sending { request: &request });
+                let timed = Timed { trigger: &*self.trigger, events: &self.events };
+                trigger::fire(&timed, &request, schedule.retries, self.backoff, |attempt, error, wait| {
+                    let schedule = &schedule.name;
+                    self.events.publish(Event::Retrying { schedule, slot: at, attempt, error, wait });
                 })
                 .await
             }
@@ -138,14 +136,10 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         };
         // The place is held until the result is recorded: at most `concurrency` rows are ever `sending`, so a
         // crash leaves at most that many `unknown`.
-        if !self.dry_run {
-            self.record(&schedule.name, at, &result).await;
-        }
+        self.record(&schedule.name, at, &result).await;
         drop(permit);
-        log_fire(&schedule.name, at, reason, &result, lateness_ms, self.dry_run);
-        if let Some(fired) = &self.fired {
-            let _ = fired.send(Fired { schedule: schedule.name.to_string(), slot: at, reason, result, lateness_ms });
-        }
+        let fired = Fired { schedule: schedule.name.to_string(), slot: at, reason, result, lateness_ms };
+        self.events.publish(Event::Finished(&fired));
     }
 
     /// Moves the slot's row to `sending`; false if it must not be sent: taken over by another replica, or so late
@@ -161,6 +155,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
             self.retry("recording a missed slot", || self.store.release_missed(vec![slot.key()], owner, why, now))
                 .await;
             tracing::warn!(schedule = %slot.schedule.name, slot = %slot.at, "recorded missed: {why}");
+            self.events.publish(Event::Missed { schedule: &slot.schedule.name, slots: 1 });
             return false;
         }
         let moved = self.retry("marking a slot sending", || self.store.start_sending(vec![slot.key()], owner)).await;
@@ -208,34 +203,17 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     }
 }
 
-/// One line per fire, with everything a person or a log pipeline needs.
-fn log_fire(name: &str, slot: DateTime<Utc>, reason: Reason, result: &RunResult, lateness_ms: i64, dry_run: bool) {
-    let pipeline_id = result.pipeline.as_ref().map(|p| p.id);
-    let url = result.pipeline.as_ref().and_then(|p| p.web_url.as_deref());
-    let outcome = if dry_run { "dry-run" } else { crate::store::RunState::from(result.ending).as_str() };
-    let slot = crate::trigger::request::slot_text(slot);
-    let reason = reason.as_str();
-    match result.ending {
-        Ending::Succeeded => tracing::info!(
-            schedule = name,
-            slot,
-            reason,
-            outcome,
-            pipeline_id,
-            url,
-            attempts = result.attempts,
-            lateness_ms,
-            "fired"
-        ),
-        _ => tracing::warn!(
-            schedule = name,
-            slot,
-            reason,
-            outcome,
-            attempts = result.attempts,
-            lateness_ms,
-            error = result.error.as_deref().unwrap_or_default(),
-            "fire failed"
-        ),
+/// The trigger, timed: each answer is an event, for the request-duration histogram.
+struct Timed<'a, T> {
+    trigger: &'a T,
+    events: &'a Events,
+}
+
+impl<T: Trigger> Trigger for Timed<'_, T> {
+    async fn send(&self, request: &TriggerRequest) -> Attempt {
+        let started = tokio::time::Instant::now();
+        let attempt = self.trigger.send(request).await;
+        self.events.publish(Event::Answered { took: started.elapsed() });
+        attempt
     }
 }

@@ -3,14 +3,20 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::events::{Event, Events};
 use crate::store::StoreError;
 
 #[derive(Debug, Default)]
 pub struct Health {
     down: AtomicBool,
+    events: Events,
 }
 
 impl Health {
+    pub fn new(events: Events) -> Health {
+        Health { down: AtomicBool::new(false), events }
+    }
+
     /// A call failed. The first failure of an outage is an error in the log; the rest are debug lines. A call the
     /// database answered with an error (a deadlock it broke, say) is no outage: it is a warning of its own.
     pub fn failed(&self, doing: &str, error: &StoreError) {
@@ -19,6 +25,7 @@ impl Health {
             return;
         }
         if !self.down.swap(true, Ordering::Relaxed) {
+            self.events.publish(Event::Store { up: false });
             tracing::error!(%error, doing, "the state database is unreachable; no slot is fired until it answers");
         } else {
             tracing::debug!(%error, doing, "the state database is still unreachable");
@@ -28,6 +35,7 @@ impl Health {
     /// A call succeeded.
     pub fn ok(&self) {
         if self.down.swap(false, Ordering::Relaxed) {
+            self.events.publish(Event::Store { up: true });
             tracing::info!("the state database answers again");
         }
     }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
 use crate::clock::{Clock, Corrected};
+use crate::events::{Event, Events};
 use crate::store::{Replica, RunStore, TakenOver, owner_name};
 
 /// How often the offset to the database's clock is measured.
@@ -24,6 +25,7 @@ pub struct Lease<S, C> {
     pub replica: Arc<Replica>,
     pub clock: Arc<Corrected<C>>,
     pub health: Arc<Health>,
+    pub events: Events,
 }
 
 impl<S: RunStore, C: Clock> Lease<S, C> {
@@ -46,6 +48,7 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
             }
             if measured.elapsed() >= MEASURE_EVERY {
                 self.measure_clock().await;
+                self.count_replicas().await;
                 measured = tokio::time::Instant::now();
             }
             let may_take_over = renewed_since.is_some_and(|since| since.elapsed() >= self.replica.lease);
@@ -62,6 +65,8 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
                     }
                     for dead in found {
                         log_takeover(&dead);
+                        let slots = dead.claimed.len() + dead.unknown;
+                        self.events.publish(Event::TookOver { from: &dead.from, slots });
                         if !dead.claimed.is_empty() && taken.send(dead).is_err() {
                             return;
                         }
@@ -84,12 +89,23 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
         self.clock.set(theirs, after);
         let error = chrono::Duration::from_std((after - before) / 2).unwrap_or_default();
         let offset = theirs - (host + error);
+        let seconds = -offset.num_microseconds().unwrap_or_default() as f64 / 1e6;
+        self.events.publish(Event::ClockOffset { seconds });
         if offset.abs() > WARN_OFFSET {
             tracing::warn!(
                 offset_ms = offset.num_milliseconds(),
                 error_ms = error.num_milliseconds(),
                 "this host's clock differs from the database's; firing on the database's clock"
             );
+        }
+    }
+}
+
+impl<S: RunStore, C: Clock> Lease<S, C> {
+    /// Counts the live replicas, for the metrics.
+    pub async fn count_replicas(&self) {
+        if let Ok(replicas) = self.store.live_replicas().await {
+            self.events.publish(Event::Lease { replicas_alive: replicas.len() });
         }
     }
 }

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc};
+
+pub use crate::events::Fired;
+use crate::events::{Event, Events};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -49,8 +52,6 @@ pub struct Options {
     /// How long in-flight triggers may take to finish after a shutdown starts.
     pub shutdown_grace: Duration,
     pub backoff: Backoff,
-    /// Print requests instead of sending them, and record nothing.
-    pub dry_run: bool,
     /// A replica whose heartbeat is older than this is dead; it heartbeats every third of it.
     pub lease: Duration,
 }
@@ -61,21 +62,9 @@ impl Default for Options {
             concurrency: 32,
             shutdown_grace: Duration::from_secs(25),
             backoff: Backoff::default(),
-            dry_run: false,
             lease: Duration::from_secs(15),
         }
     }
-}
-
-/// What became of a slot the loop handled, for the log and for tests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fired {
-    pub schedule: String,
-    pub slot: DateTime<Utc>,
-    pub reason: Reason,
-    pub result: RunResult,
-    /// From the slot (plus its jitter) to the first request, in milliseconds.
-    pub lateness_ms: i64,
 }
 
 /// A slot to claim and fire: its schedule, its time, and why.
@@ -110,12 +99,11 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             clock: Arc::new(Corrected::new(clock)),
             pool: Arc::new(Semaphore::new(options.concurrency.max(1))),
             backoff: options.backoff,
-            dry_run: options.dry_run,
             replica: Arc::new(Replica::this_process(options.lease)),
             health: Arc::default(),
             in_flight: Arc::default(),
             waiting: Arc::default(),
-            fired: None,
+            events: Events::default(),
         };
         Scheduler {
             shared,
@@ -133,9 +121,21 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         self.loop_woke.clone()
     }
 
-    /// Reports every finished slot on this channel (tests and benchmarks listen).
+    /// This replica, as it claims slots in the store.
+    pub fn replica(&self) -> Arc<Replica> {
+        self.shared.replica.clone()
+    }
+
+    /// Publishes what happens to `events`.
+    pub fn publish_to(&mut self, events: Events) {
+        self.shared.health = Arc::new(health::Health::new(events.clone()));
+        self.shared.events = events;
+    }
+
+    /// Reports every finished slot on this channel, besides the other listeners (tests and benchmarks listen).
     pub fn report_to(&mut self, fired: mpsc::UnboundedSender<Fired>) {
-        self.shared.fired = Some(fired);
+        let events = self.shared.events.with(Arc::new(fired));
+        self.publish_to(events);
     }
 
     /// Runs until `shutdown` completes. `reloads` delivers new, already validated configurations.
@@ -147,19 +147,17 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     ) -> Result<(), StoreError> {
         let stop_lease = CancellationToken::new();
         let (taken_tx, mut taken) = mpsc::unbounded_channel();
-        let lease = match self.options.dry_run {
-            true => None,
-            false => {
-                self.shared.store.register(&self.shared.replica).await?;
-                // The first slots are queued by the corrected clock: a fast host must not fire them early.
-                self.lease().measure_clock().await;
-                Some(tokio::spawn(self.lease().keep(taken_tx, stop_lease.clone())))
-            }
-        };
+        self.shared.store.register(&self.shared.replica).await?;
+        // The first slots are queued by the corrected clock: a fast host must not fire them early.
+        self.lease().measure_clock().await;
+        self.lease().count_replicas().await;
+        let mut lease = tokio::spawn(self.lease().keep(taken_tx, stop_lease.clone()));
         self.start(schedules).await?;
         tokio::pin!(shutdown);
         loop {
-            self.loop_woke.store(self.shared.clock.now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+            let woke = self.shared.clock.now();
+            self.loop_woke.store(woke.timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+            self.shared.events.publish(Event::Woke { at: woke });
             self.handle_due();
             self.retry_unclaimed();
             let wake = self.next_wake();
@@ -173,14 +171,12 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         self.drain().await;
         stop_lease.cancel();
-        if let Some(mut lease) = lease {
-            // The lease stops at its next turn, unless a call to the store hangs: then it is not waited for.
-            if tokio::time::timeout(Duration::from_secs(5), &mut lease).await.is_err() {
-                lease.abort();
-            }
-            if let Err(error) = self.shared.store.deregister(&self.shared.replica).await {
-                tracing::warn!(%error, "cannot deregister; other replicas take over after the lease");
-            }
+        // The lease stops at its next turn, unless a call to the store hangs: then it is not waited for.
+        if tokio::time::timeout(Duration::from_secs(5), &mut lease).await.is_err() {
+            lease.abort();
+        }
+        if let Err(error) = self.shared.store.deregister(&self.shared.replica).await {
+            tracing::warn!(%error, "cannot deregister; other replicas take over after the lease");
         }
         Ok(())
     }
@@ -191,15 +187,17 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             replica: self.shared.replica.clone(),
             clock: self.shared.clock.clone(),
             health: self.shared.health.clone(),
+            events: self.shared.events.clone(),
         }
     }
 
     /// Loads the schedules, catches up what was missed while pipecron was down, and queues each next slot.
     async fn start(&mut self, schedules: Vec<Arc<Schedule>>) -> Result<(), StoreError> {
         let now = self.shared.clock.now();
-        let last = if self.options.dry_run { HashMap::new() } else { self.shared.store.last_slots().await? };
+        let last = self.shared.store.last_slots().await?;
         let mut catch_up = Vec::new();
         let mut missed = Vec::new();
+        self.shared.events.publish(Event::Loaded { schedules: &schedules });
         for schedule in schedules {
             if schedule.enabled
                 && let Some(last) = last.get(&*schedule.name)
@@ -230,7 +228,8 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         if !missed.is_empty() {
             tracing::warn!(slots = missed.len(), "recording slots missed while pipecron was down");
-            self.shared.store.record_missed(missed, now).await?;
+            self.shared.store.record_missed(missed.clone(), now).await?;
+            publish_missed(&self.shared.events, &missed);
         }
         self.dispatch(catch_up);
         Ok(())
@@ -243,14 +242,17 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             && let Some(slot) = schedule.next_after(now)
         {
             self.queue.push(Due::new(&schedule, slot.to_utc()));
+            self.shared.events.publish(Event::Queued { schedule: &schedule, slot: slot.to_utc() });
         }
         self.schedules.insert(schedule.name.clone(), schedule);
     }
+
 
     /// Swaps in a new configuration: unchanged schedules keep their queued slot; changed and added ones count
     /// from now, so a changed expression never backfills.
     fn reload(&mut self, schedules: Vec<Arc<Schedule>>) {
         let now = self.shared.clock.now();
+        self.shared.events.publish(Event::Loaded { schedules: &schedules });
         let mut incoming: HashMap<Arc<str>, Arc<Schedule>> =
             schedules.into_iter().map(|s| (s.name.clone(), s)).collect();
         let removed: Vec<Arc<str>> = self.schedules.keys().filter(|n| !incoming.contains_key(*n)).cloned().collect();
@@ -293,6 +295,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             let Some(schedule) = self.schedules.get(&due.name).cloned() else { continue };
             if let Some(next) = schedule.next_after(due.slot) {
                 self.queue.push(Due::new(&schedule, next.to_utc()));
+                self.shared.events.publish(Event::Queued { schedule: &schedule, slot: next.to_utc() });
             }
             due_now.push((schedule, due.slot, Reason::Schedule));
         }
@@ -323,9 +326,10 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
 
     /// Records slots as missed where no row has them yet, in the background, trying until the store answers.
     fn record_missed(&mut self, missed: Vec<crate::store::Key>) {
-        if missed.is_empty() || self.options.dry_run {
+        if missed.is_empty() {
             return;
         }
+        publish_missed(&self.shared.events, &missed);
         let context = self.context();
         self.tasks.spawn(async move {
             let now = context.clock.now();
@@ -355,6 +359,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         for (why, keys) in missed {
             tracing::warn!(from = owner_name(&dead.from), slots = keys.len(), "recorded missed: {why}");
+            publish_missed(&context.events, &keys);
             let context = context.clone();
             self.tasks.spawn(async move {
                 let (owner, now) = (context.replica.id.clone(), context.clock.now());
@@ -374,24 +379,21 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let unclaimed = self.unclaimed.clone();
         let jitters: Vec<Duration> = fires.iter().map(|(s, _, _)| jitter(s.jitter)).collect();
         self.tasks.spawn(async move {
-            let claimed = match context.dry_run {
-                true => vec![true; fires.len()],
-                false => {
-                    let keys = fires.iter().map(|(s, slot, reason)| (s.name.to_string(), *slot, *reason)).collect();
-                    match context.store.claim_many(keys, &context.replica.id, context.clock.now()).await {
-                        Ok(claimed) => {
-                            context.health.ok();
-                            unclaimed.lock().unwrap_or_else(|p| p.into_inner()).wait = Duration::ZERO;
-                            claimed
-                        }
-                        Err(error) => {
-                            context.health.failed("claiming slots", &error);
-                            put_back(&unclaimed, fires, context.clock.now());
-                            return;
-                        }
-                    }
+            let keys = fires.iter().map(|(s, slot, reason)| (s.name.to_string(), *slot, *reason)).collect();
+            let claimed = match context.store.claim_many(keys, &context.replica.id, context.clock.now()).await {
+                Ok(claimed) => {
+                    context.health.ok();
+                    unclaimed.lock().unwrap_or_else(|p| p.into_inner()).wait = Duration::ZERO;
+                    claimed
+                }
+                Err(error) => {
+                    context.health.failed("claiming slots", &error);
+                    put_back(&unclaimed, fires, context.clock.now());
+                    return;
                 }
             };
+            let won = claimed.iter().filter(|won| **won).count();
+            context.events.publish(Event::Claimed { asked: claimed.len(), won });
             let mut tasks = JoinSet::new();
             let (go, started) = tokio::sync::watch::channel(DateTime::<Utc>::MIN_UTC);
             let mut instants = std::collections::BTreeSet::new();
@@ -441,13 +443,22 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             }
             let why = "pipecron stopped before GitLab answered; a pipeline may have been created";
             let result = RunResult::unanswered(Ending::Unknown, Some(why.into()));
-            if !self.options.dry_run
-                && let Err(error) = self.shared.store.finish(&name, slot, &result, &self.shared.replica.id, now).await
-            {
+            if let Err(error) = self.shared.store.finish(&name, slot, &result, &self.shared.replica.id, now).await {
                 tracing::error!(%error, schedule = %name, %slot, "cannot record an unfinished run");
             }
             tracing::warn!(schedule = %name, %slot, "stopped before GitLab answered; recorded as unknown");
         }
+    }
+}
+
+/// Publishes missed slots, one event per schedule.
+fn publish_missed(events: &Events, missed: &[crate::store::Key]) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (name, _) in missed {
+        *counts.entry(name).or_default() += 1;
+    }
+    for (schedule, slots) in counts {
+        events.publish(Event::Missed { schedule, slots });
     }
 }
 

@@ -21,6 +21,23 @@ pub trait Trigger: Send + Sync {
     fn send(&self, request: &TriggerRequest) -> impl Future<Output = Attempt> + Send;
 }
 
+/// What the daemon sends with: GitLab, or, for a dry run, nothing at all.
+pub enum Sender {
+    Gitlab(GitlabClient),
+    /// Sends nothing and answers at once, as if GitLab had created pipeline 0; the dry run's printout is a
+    /// listener of the `Sending` event.
+    DryRun,
+}
+
+impl Trigger for Sender {
+    async fn send(&self, request: &TriggerRequest) -> Attempt {
+        match self {
+            Sender::Gitlab(client) => client.send(request).await,
+            Sender::DryRun => Attempt::Created(Pipeline { id: 0, iid: None, status: "dry-run".into(), web_url: None }),
+        }
+    }
+}
+
 /// The longest wait a Retry-After can impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 

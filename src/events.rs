@@ -1,0 +1,170 @@
+//! What the daemon reports as it works: a configuration loaded or refused, a slot queued, claimed, sent, retried,
+//! finished or missed, a dead replica's slots taken over, the lease renewed.
+//!
+//! The scheduler publishes these and does not know who listens. The log, the metrics, a dry run's printout and the
+//! tests are listeners, so that what a run means is decided once, where it happens, and a new consumer is one more
+//! listener rather than a flag checked in five places. Listeners are called in line and must be quick: a counter,
+//! a log line, a send on a channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::run::{Reason, RunResult};
+use crate::schedule::Schedule;
+use crate::trigger::TriggerRequest;
+
+/// What became of a slot the daemon fired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    pub schedule: String,
+    pub slot: DateTime<Utc>,
+    pub reason: Reason,
+    pub result: RunResult,
+    /// From the slot (plus its jitter) to the first request, in milliseconds.
+    pub lateness_ms: i64,
+}
+
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// This configuration runs now: at start, and after each successful reload.
+    Loaded { schedules: &'a [Arc<Schedule>] },
+    /// The reload watcher loaded a new, valid configuration; `Loaded` follows once the scheduler runs it.
+    Reloaded,
+    /// A new configuration was refused; the one running before keeps running.
+    ReloadFailed { error: &'a str },
+    /// A schedule's next slot was queued.
+    Queued { schedule: &'a Arc<Schedule>, slot: DateTime<Utc> },
+    /// Of `asked` slots, this replica claimed `won`; another replica has the rest.
+    Claimed { asked: usize, won: usize },
+    /// A request goes out now.
+    Sending { request: &'a TriggerRequest },
+    /// GitLab answered one request (or the request failed) after `took`.
+    Answered { took: Duration },
+    /// An attempt failed and is tried again after `wait`.
+    Retrying { schedule: &'a str, slot: DateTime<Utc>, attempt: u32, error: &'a str, wait: Duration },
+    /// A slot was fired and its ending recorded.
+    Finished(&'a Fired),
+    /// Slots of a schedule were recorded as missed.
+    Missed { schedule: &'a str, slots: usize },
+    /// The unfinished slots of a dead replica were taken over.
+    TookOver { from: &'a str, slots: usize },
+    /// The lease was renewed.
+    Lease { replicas_alive: usize },
+    /// This host's clock was measured against the database's: positive when the host runs ahead.
+    ClockOffset { seconds: f64 },
+    /// The store answered, or stopped answering.
+    Store { up: bool },
+    /// The timer loop woke.
+    Woke { at: DateTime<Utc> },
+}
+
+/// Something that hears every event.
+pub trait Listener: Send + Sync {
+    fn on(&self, event: &Event<'_>);
+}
+
+/// The listeners of one daemon.
+#[derive(Clone, Default)]
+pub struct Events(Arc<Vec<Arc<dyn Listener>>>);
+
+impl Events {
+    pub fn new(listeners: Vec<Arc<dyn Listener>>) -> Events {
+        Events(Arc::new(listeners))
+    }
+
+    /// These events, and `listener` too.
+    pub fn with(&self, listener: Arc<dyn Listener>) -> Events {
+        let mut listeners = (*self.0).clone();
+        listeners.push(listener);
+        Events(Arc::new(listeners))
+    }
+
+    pub fn publish(&self, event: Event<'_>) {
+        for listener in self.0.iter() {
+            listener.on(&event);
+        }
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Events({} listeners)", self.0.len())
+    }
+}
+
+/// Each finished slot, sent on a channel: tests and benchmarks listen this way.
+impl Listener for mpsc::UnboundedSender<Fired> {
+    fn on(&self, event: &Event<'_>) {
+        if let Event::Finished(fired) = event {
+            let _ = self.send((*fired).clone());
+        }
+    }
+}
+
+/// A dry run's printout: each request as it would go out, token masked.
+pub struct PrintRequests;
+
+impl Listener for PrintRequests {
+    fn on(&self, event: &Event<'_>) {
+        if let Event::Sending { request } = event {
+            println!("{}", request.describe());
+        }
+    }
+}
+
+/// The log: one line per fire and per retry, with everything a person or a log pipeline needs. Everything else
+/// the daemon logs where it happens, since it is about the daemon rather than a run.
+pub struct Log {
+    /// Runs are printed, not sent: say so rather than "succeeded".
+    pub dry_run: bool,
+}
+
+impl Listener for Log {
+    fn on(&self, event: &Event<'_>) {
+        match event {
+            Event::Finished(fired) => log_fire(fired, self.dry_run),
+            Event::Retrying { schedule, slot, attempt, error, wait } => {
+                tracing::warn!(schedule, slot = %slot, attempt, error, retry_in = ?wait, "retrying")
+            }
+            Event::ReloadFailed { error } => {
+                tracing::error!(error, "the new configuration is invalid; the old one keeps running")
+            }
+            _ => {}
+        }
+    }
+}
+
+fn log_fire(fired: &Fired, dry_run: bool) {
+    let Fired { schedule, slot, reason, result, lateness_ms } = fired;
+    let pipeline_id = result.pipeline.as_ref().map(|p| p.id);
+    let url = result.pipeline.as_ref().and_then(|p| p.web_url.as_deref());
+    let outcome = if dry_run { "dry-run" } else { crate::run::RunState::from(result.ending).as_str() };
+    let slot = crate::trigger::request::slot_text(*slot);
+    let reason = reason.as_str();
+    match result.ending {
+        crate::run::Ending::Succeeded => tracing::info!(
+            schedule,
+            slot,
+            reason,
+            outcome,
+            pipeline_id,
+            url,
+            attempts = result.attempts,
+            lateness_ms,
+            "fired"
+        ),
+        _ => tracing::warn!(
+            schedule,
+            slot,
+            reason,
+            outcome,
+            attempts = result.attempts,
+            lateness_ms,
+            error = result.error.as_deref().unwrap_or_default(),
+            "fire failed"
+        ),
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -33,6 +33,10 @@ use crate::trigger::{Overrides, Sender, TriggerRequest};
 const STUCK_AFTER_MS: i64 = 90_000;
 /// The most runs one page of `/runs` holds.
 const MAX_RUNS: usize = 1000;
+/// Runs on one page of a schedule's history.
+const RUNS_PER_PAGE: usize = 50;
+/// Fire times a schedule's page lists.
+const NEXT_TIMES: usize = 10;
 
 /// What the server reads: the daemon's live state.
 #[derive(Clone)]
@@ -99,6 +103,8 @@ pub async fn serve(listener: tokio::net::TcpListener, live: Live, stop: Cancella
 
 pub fn router(live: Live) -> axum::Router {
     let mut router = axum::Router::new()
+        .route("/", get(overview_page))
+        .route("/schedules/{name}", get(schedule_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -194,6 +200,86 @@ async fn runs(State(live): State<Live>, Path(name): Path<String>, Query(page): Q
         Ok(runs) => Json(runs.iter().map(run_json).collect::<Vec<_>>()).into_response(),
         Err(error) => unavailable(&error.to_string()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct OverviewQuery {
+    #[serde(default)]
+    q: String,
+    page: Option<usize>,
+}
+
+/// What every page says at the top: the store's and the configuration's health.
+async fn header(live: &Live) -> crate::page::Header {
+    crate::page::Header {
+        version: env!("CARGO_PKG_VERSION"),
+        store: live.store.live_replicas().await.map(drop).map_err(|e| e.to_string()),
+        reload_error: live.config.reload_error(),
+        state: live.state.clone(),
+        now: Utc::now(),
+    }
+}
+
+/// The status page: one page of the schedules that match `q`, with each one's last run (one indexed query per
+/// row, so that a page costs the same with 10 schedules or 100,000).
+async fn overview_page(State(live): State<Live>, Query(query): Query<OverviewQuery>) -> Response {
+    let header = header(&live).await;
+    let schedules = live.schedules.borrow().clone();
+    let matched = crate::page::filter(&schedules, &query.q);
+    let pages = matched.len().div_ceil(crate::page::PER_PAGE).max(1);
+    let page = query.page.unwrap_or(1).clamp(1, pages);
+    let shown: Vec<&Arc<Schedule>> =
+        matched.iter().skip((page - 1) * crate::page::PER_PAGE).take(crate::page::PER_PAGE).copied().collect();
+    let mut last = Vec::with_capacity(shown.len());
+    for schedule in &shown {
+        let run = match header.store {
+            Ok(()) => live.store.history(Some(&schedule.name), 1).await.ok().and_then(|runs| runs.into_iter().next()),
+            Err(_) => None,
+        };
+        last.push(run);
+    }
+    let rows: Vec<crate::page::Row> = shown
+        .iter()
+        .zip(&last)
+        .map(|(schedule, last)| crate::page::Row {
+            schedule,
+            last: last.as_ref(),
+            next: schedule.enabled.then(|| schedule.next_after(header.now)).flatten(),
+        })
+        .collect();
+    let listing =
+        crate::page::Listing { q: query.q.clone(), page, pages, matched: matched.len(), total: schedules.len() };
+    Html(crate::page::overview(&header, &rows, &listing).into_string()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+}
+
+/// One schedule's page: settings, next fire times, and a page of its history.
+async fn schedule_page(
+    State(live): State<Live>,
+    Path(name): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    let header = header(&live).await;
+    let Some(schedule) = find(&live, &name) else {
+        let page = crate::page::not_found(&header, &name);
+        return (StatusCode::NOT_FOUND, Html(page.into_string())).into_response();
+    };
+    // A cursor that does not parse shows the first page.
+    let before = query.before.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
+    let mut runs = live.store.runs_before(&name, before, RUNS_PER_PAGE + 1).await.unwrap_or_default();
+    let older = (runs.len() > RUNS_PER_PAGE).then(|| runs[RUNS_PER_PAGE - 1].slot);
+    runs.truncate(RUNS_PER_PAGE);
+    let next: Vec<_> = match schedule.enabled {
+        true => schedule.cron.iter_after(schedule.timezone, header.now).take(NEXT_TIMES).collect(),
+        false => Vec::new(),
+    };
+    let last = if before.is_none() { runs.first() } else { None };
+    let row = crate::page::Row { schedule: &schedule, last, next: next.first().copied() };
+    Html(crate::page::schedule(&header, &row, &next, &runs, before, older).into_string()).into_response()
 }
 
 fn find(live: &Live, name: &str) -> Option<Arc<Schedule>> {

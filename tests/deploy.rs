@@ -42,6 +42,10 @@ fn the_compose_file_validates() {
     );
     assert!(stdout.contains("/var/lib/pipecron"), "{stdout}");
     assert!(stdout.contains("NIGHTLY_TRIGGER_TOKEN"), "the .env file is read: {stdout}");
+    // Loopback in a container is unreachable from outside: all its interfaces, published on the host's loopback.
+    let pipecron = service(&stdout, "pipecron");
+    assert_eq!(entry(&pipecron, "PIPECRON_LISTEN").as_deref(), Some("0.0.0.0:8466"), "{pipecron}");
+    assert!(pipecron.contains("127.0.0.1:8466:8466"), "published on the host's loopback only: {pipecron}");
 }
 
 #[test]
@@ -122,6 +126,9 @@ fn the_ha_compose_file_validates() {
         }
         found += lines.len();
         assert_eq!(entry(&replica, "hostname").as_deref(), Some(name), "{replica}");
+        assert_eq!(entry(&replica, "PIPECRON_LISTEN").as_deref(), Some("0.0.0.0:8466"), "{replica}");
+        let port = if name == "pipecron-1" { "127.0.0.1:8466:8466" } else { "127.0.0.1:8467:8466" };
+        assert!(replica.contains(port), "{name} is published on the host's loopback: {replica}");
         assert!(replica.contains("restart: unless-stopped"), "{name}: {replica}");
         assert!(replica.contains("NIGHTLY_TRIGGER_TOKEN"), "{name}: the .env file is read: {replica}");
         assert!(replica.contains("nightly_trigger_token"), "{name}: the secret is passed: {replica}");
@@ -185,6 +192,7 @@ fn the_systemd_unit_verifies() {
         "PrivateTmp=yes",
         "ProtectHome=yes",
         "EnvironmentFile=",
+        "PIPECRON_LISTEN=127.0.0.1:8466",
     ] {
         assert!(unit.contains(directive), "the unit lacks {directive}");
     }

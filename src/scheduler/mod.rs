@@ -247,7 +247,6 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         self.schedules.insert(schedule.name.clone(), schedule);
     }
 
-
     /// Swaps in a new configuration: unchanged schedules keep their queued slot; changed and added ones count
     /// from now, so a changed expression never backfills.
     fn reload(&mut self, schedules: Vec<Arc<Schedule>>) {

@@ -230,3 +230,42 @@ async fn metrics_are_prometheus_text_and_follow_reloads() {
     assert_eq!(value(&samples, "pipecron_config_last_reload_successful", &[]), Some(0.0));
     assert_eq!(value(&samples, "pipecron_config_reloads_total", &[("result", "failure")]), Some(1.0));
 }
+
+#[tokio::test]
+async fn the_pages_are_html_escape_what_they_show_and_404_with_a_page() {
+    let app = App::new(HOSTILE, None).await;
+    let (status, kind, page) = app.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(kind, "text/html; charset=utf-8");
+    assert!(page.contains("href=\"/schedules/nightly\""), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the description, escaped:\n{page}");
+    assert!(!page.contains("<script>alert"), "a hostile description is not markup:\n{page}");
+    assert!(page.contains("paused"), "{page}");
+    assert!(page.contains(&format!("glptt-{}…", &TOKEN[6..10])), "the token, masked:\n{page}");
+    assert!(page.contains("http-equiv=\"refresh\""), "it refreshes itself");
+
+    let (status, kind, page) = app.get("/?q=PAUSED").await;
+    assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/html; charset=utf-8"));
+    assert!(page.contains("/schedules/paused") && !page.contains("/schedules/nightly\""), "filtered:\n{page}");
+
+    let (status, _, page) = app.get("/schedules/nightly").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Europe/Berlin") && page.contains("&lt;script&gt;"), "{page}");
+    assert!(page.matches("00:30:00").count() >= 10, "its next 10 fire times:\n{page}");
+
+    let (status, kind, page) = app.get("/schedules/%3Cb%3Enope").await;
+    assert_eq!((status, kind.as_str()), (StatusCode::NOT_FOUND, "text/html; charset=utf-8"));
+    assert!(page.contains("&lt;b&gt;nope") && !page.contains("<b>nope"), "{page}");
+}
+
+#[tokio::test]
+async fn the_overview_pages_through_many_schedules() {
+    let many: String = (0..250).map(|i| format!("  s{i:03}:\n    cron: \"0 * * * *\"\n")).collect();
+    let app = App::new(&many, None).await;
+    let (_, _, first) = app.get("/").await;
+    assert_eq!(first.matches("href=\"/schedules/").count(), 100, "100 rows a page");
+    assert!(first.contains("page=2"), "a link to the next page");
+    let (_, _, last) = app.get("/?page=3").await;
+    assert_eq!(last.matches("href=\"/schedules/").count(), 50);
+    assert!(last.contains("/schedules/s249") && !last.contains("/schedules/s000"), "{last}");
+}

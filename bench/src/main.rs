@@ -1,7 +1,7 @@
 //! The pipecron benchmark: runs the release binary against a fake GitLab inside this process and prints figures.
 //!
 //! `cargo build --release && cargo run --release -p pipecron-bench` (pass `--quick` to skip the minute-long idle
-//! measurement, `--only lateness|burst|postgres|load|idle` to run one). The fake is an axum server on loopback, on a
+//! measurement, `--only lateness|burst|postgres|load|metrics|idle` to run one). The fake is an axum server on loopback, on a
 //! thread of its own, that notes when each request arrived and answers 201 at once, so it is never the bottleneck.
 //! Lateness is measured from the slot to the request's arrival at the fake.
 //!
@@ -407,6 +407,48 @@ async fn idle(url: &str, minutes: u64) {
     );
 }
 
+/// 100,000 schedules: how long a scrape of `/metrics` and of the status page take, and how big they are.
+async fn metrics(url: &str) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+    let Ok(port) = port else { return println!("metrics: skipped, no free port") };
+    let addr = format!("127.0.0.1:{port}");
+    let setup = Setup { extra: vec!["--listen".into(), addr.clone()], ..Setup::sqlite() };
+    let run = Run::start("metrics", url, 100_000, "0 0 1 1 *", &setup);
+    let started = Instant::now();
+    while get(&addr, "/readyz").await.is_none() && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for path in ["/metrics", "/"] {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..5 {
+            let start = Instant::now();
+            size = get(&addr, path).await.map_or(0, |body| body.len());
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "100,000 schedules: GET {path} in {:.0} ms median, {:.0} ms max of 5 ({:.0} kB)",
+            times[2],
+            times[4],
+            size as f64 / 1e3
+        );
+    }
+    run.stop();
+}
+
+/// One HTTP/1.1 GET on a fresh connection: the body, if the answer is 200.
+async fn get(addr: &str, path: &str) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    answer.starts_with(b"HTTP/1.1 200").then(|| answer.split_off(head_end + 4))
+}
+
 /// 100,000 schedules: time until the daemon is running, and peak memory.
 async fn load(url: &str) {
     let started = Instant::now();
@@ -448,6 +490,9 @@ async fn main() {
     }
     if wanted("load") {
         load(&url).await;
+    }
+    if wanted("metrics") {
+        metrics(&url).await;
     }
     if wanted("idle") && !quick {
         idle(&url, 2).await;

@@ -221,13 +221,16 @@ fn runs_from_an_empty_directory_with_only_the_images_environment() {
     )
     .expect("writes");
     let db = state.join("pipecron.db");
+    // As in the compose file: all interfaces, on a port the health check is told through the same variable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let listen = format!("0.0.0.0:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_pipecron"))
         .args(["run", "--log-format", "json"])
         .current_dir(&empty)
         .env_clear()
         .env("PIPECRON_SCHEDULES", &schedules)
         .env("PIPECRON_STATE", &db)
-        .env("PIPECRON_LISTEN", "127.0.0.1:0")
+        .env("PIPECRON_LISTEN", &listen)
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
@@ -241,8 +244,20 @@ fn runs_from_an_empty_directory_with_only_the_images_environment() {
         .env("PIPECRON_STATE", path(&db));
     let health = health.args(["status", "--quiet"]).run();
     assert_eq!((health.status, health.stdout.as_str()), (0, ""), "{health:#?}");
+    // The image's HEALTHCHECK: the daemon's /healthz, asked by the binary itself (no shell, no curl).
+    let healthcheck = || Pipecron::new().env("PIPECRON_LISTEN", &listen).args(["healthcheck"]).run();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut health = healthcheck();
+    while health.status != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        health = healthcheck();
+    }
+    assert_eq!((health.status, health.stdout.as_str()), (0, ""), "{health:#?}");
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().is_ok_and(|s| s.success()));
     let output = child.wait_with_output().expect("exits");
+    let health = healthcheck();
+    assert_eq!(health.status, 1, "a stopped daemon is unhealthy: {health:#?}");
+    assert!(health.stderr.contains("unhealthy") && health.stderr.contains(&format!("127.0.0.1:{port}")), "{health:#?}");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(db.exists(), "the state file was created in its directory");
     assert_eq!(std::fs::read_dir(&empty).expect("lists").count(), 0, "nothing was written to the working directory");
@@ -260,7 +275,7 @@ fn the_dockerfile_keeps_its_contract() {
         "USER nonroot",
         "ENTRYPOINT [\"pipecron\"]",
         "CMD [\"run\"",
-        "HEALTHCHECK",
+        "CMD [\"pipecron\", \"healthcheck\"]",
         "VOLUME [\"/var/lib/pipecron\"]",
         "PIPECRON_SCHEDULES=/etc/pipecron/schedules",
         "PIPECRON_STATE=/var/lib/pipecron/pipecron.db",

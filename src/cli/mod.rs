@@ -6,6 +6,7 @@
 
 mod check;
 mod format;
+mod healthcheck;
 mod history;
 mod import_crontab;
 mod migrate_state;
@@ -52,6 +53,8 @@ enum Command {
     Status(status::Args),
     /// Show past runs, newest first.
     History(history::Args),
+    /// Ask the running daemon whether its timer loop is alive (exit 0) or not (exit 1): a container health check.
+    Healthcheck(healthcheck::Args),
     /// Turn a crontab's curl trigger lines into schedule YAML.
     ImportCrontab(import_crontab::Args),
     /// Copy the run history from one store to another, e.g. a box's SQLite file to the PostgreSQL of new replicas.
@@ -94,6 +97,9 @@ pub enum Error {
     /// The daemon could not start: a port in use, a directory it cannot watch.
     #[error(transparent)]
     Daemon(crate::daemon::Error),
+    /// `healthcheck`: the daemon did not answer, or said it is stuck.
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
     #[error("{failed} of {total} schedules failed the online check")]
     OnlineCheck { failed: usize, total: usize },
 }
@@ -132,6 +138,7 @@ where
         Command::RunNow(args) => block_on(run_now::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
+        Command::Healthcheck(args) => block_on(healthcheck::run(args)),
         Command::ImportCrontab(args) => import_crontab::run(args),
         Command::MigrateState(args) => block_on(migrate_state::run(args)),
         Command::Schema => writeln!(std::io::stdout(), "{}", config::schema::json()).map_err(Error::from),

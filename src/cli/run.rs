@@ -79,9 +79,9 @@ fn init_logs(format: LogFormat) {
 
 /// Where to listen, or nowhere.
 #[derive(Debug, Clone, Copy)]
-struct Listen(Option<std::net::SocketAddr>);
+pub struct Listen(pub Option<std::net::SocketAddr>);
 
-fn parse_listen(text: &str) -> Result<Listen, String> {
+pub fn parse_listen(text: &str) -> Result<Listen, String> {
     if text == "off" {
         return Ok(Listen(None));
     }

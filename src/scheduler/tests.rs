@@ -174,6 +174,8 @@ struct Harness {
     reloads: mpsc::Sender<Vec<Arc<Schedule>>>,
     shutdown: Option<oneshot::Sender<()>>,
     fired: mpsc::UnboundedReceiver<Fired>,
+    /// A listener of every event, as the daemon's metrics listen.
+    metrics: Arc<crate::metrics::Metrics>,
     task: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
 }
 
@@ -195,6 +197,8 @@ impl Harness {
         let clock = Arc::new(TokioClock::starting_at(start_time()));
         let trigger = Arc::new(trigger);
         let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), clock.clone(), options);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        scheduler.publish_to(crate::events::Events::new(vec![metrics.clone()]));
         let (fired_tx, fired) = mpsc::unbounded_channel();
         scheduler.report_to(fired_tx);
         let (reloads, reload_rx) = mpsc::channel(4);
@@ -202,7 +206,7 @@ impl Harness {
         let task = tokio::spawn(scheduler.run(list, reload_rx, async move {
             let _ = shutdown_rx.await;
         }));
-        Harness { dir, store, trigger, clock, reloads, shutdown: Some(shutdown), fired, task }
+        Harness { dir, store, trigger, clock, reloads, shutdown: Some(shutdown), fired, metrics, task }
     }
 
     /// Waits for `n` fired slots.
@@ -212,6 +216,12 @@ impl Harness {
             out.push(self.fired.recv().await.expect("the scheduler runs"));
         }
         out
+    }
+
+    /// The value of one series of the metrics, as `/metrics` renders it: `name{labels}`.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics.render();
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     async fn stop(mut self) -> tempfile::TempDir {
@@ -505,4 +515,31 @@ async fn a_jitter_longer_than_the_catch_up_window_is_not_lateness() {
     h.stop().await;
     let runs = store.history(Some("spread"), 100).await.expect("reads");
     assert!(runs.iter().all(|r| r.state != RunState::Missed), "{runs:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_metrics_hear_fires_missed_slots_and_a_store_outage() {
+    let list = schedules("  minutely:\n    cron: \"0 * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    h.next(1).await;
+    let ok = "pipecron_fires_total{schedule=\"minutely\",reason=\"schedule\",outcome=\"succeeded\"}";
+    assert_eq!(h.metric(ok), Some(1.0));
+    let next = slot(12, 2, 0).timestamp() as f64;
+    assert_eq!(h.metric("pipecron_schedule_next_fire_timestamp_seconds{schedule=\"minutely\"}"), Some(next));
+    assert_eq!(h.metric("pipecron_schedule_period_seconds{schedule=\"minutely\"}"), Some(60.0));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    h.store.set_down(true);
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    assert_eq!(h.metric("pipecron_store_up"), Some(0.0), "the outage is seen");
+    h.store.set_down(false);
+    h.next(2).await;
+    assert_eq!(h.metric("pipecron_store_up"), Some(1.0));
+    assert_eq!(h.metric("pipecron_missed_slots_total{schedule=\"minutely\"}"), Some(2.0));
+    // 12:04 is fired within a minute of its time: on time, not a catch-up.
+    let caught_up = "pipecron_fires_total{schedule=\"minutely\",reason=\"catch-up\",outcome=\"succeeded\"}";
+    assert_eq!((h.metric(ok), h.metric(caught_up)), (Some(3.0), None));
+    assert_eq!(h.metric("pipecron_fire_lateness_seconds_count"), Some(3.0));
+    let last = slot(12, 5, 0).timestamp() as f64;
+    assert_eq!(h.metric("pipecron_schedule_last_success_timestamp_seconds{schedule=\"minutely\"}"), Some(last));
+    h.stop().await;
 }

@@ -139,8 +139,10 @@ impl Listener for Log {
 
 fn log_fire(fired: &Fired, dry_run: bool) {
     let Fired { schedule, slot, reason, result, lateness_ms } = fired;
-    let pipeline_id = result.pipeline.as_ref().map(|p| p.id);
-    let url = result.pipeline.as_ref().and_then(|p| p.web_url.as_deref());
+    // A dry run's "pipeline" is the stand-in its trigger answers with, not one of GitLab's.
+    let pipeline = result.pipeline.as_ref().filter(|_| !dry_run);
+    let pipeline_id = pipeline.map(|p| p.id);
+    let url = pipeline.and_then(|p| p.web_url.as_deref());
     let outcome = if dry_run { "dry-run" } else { crate::run::RunState::from(result.ending).as_str() };
     let slot = crate::trigger::request::slot_text(*slot);
     let reason = reason.as_str();

@@ -228,3 +228,31 @@ fn after_kill_9_the_slots_claimed_and_not_yet_sent_are_fired_by_the_restart() {
     assert!(fake.requests().len() > sent_before);
     assert!(waiting("claimed").is_empty() && waiting("sending").is_empty(), "nothing is left unfinished");
 }
+
+#[test]
+fn a_dry_run_prints_each_request_with_the_token_masked_and_sends_and_records_nothing() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  every-second:\n    cron: \"* * * * * *\"\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipecron"))
+        .args(["run", "--dry-run", "--log-format", "json", "--listen", "off"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TRIGGER_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    sleep(2500);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().is_ok_and(|s| s.success()));
+    let (code, logs) = wait_with_timeout(&mut child);
+    assert_eq!(code, Some(0), "{logs}");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut printed).expect("reads");
+    assert!(printed.matches("POST ").count() >= 2, "each request is printed:\n{printed}");
+    assert!(printed.contains("PIPECRON_SCHEDULE") && printed.contains("every-second"), "{printed}");
+    assert!(printed.contains(&format!("glptt-{}…", &TOKEN[6..10])), "the token, masked:\n{printed}");
+    assert!(!printed.contains(&TOKEN[6..]) && !logs.contains(&TOKEN[6..]), "the token is shown");
+    assert!(logs.contains("\"outcome\":\"dry-run\""), "the log says what it did:\n{logs}");
+    assert!(fake.requests().is_empty(), "nothing is sent");
+    assert!(!dir.path().join("pipecron.db").exists(), "nothing is recorded");
+}

@@ -16,8 +16,8 @@ use chrono_tz::Tz;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::run::{Pipeline, RunState};
-use crate::schedule::{Api, Schedule};
-use crate::status::{ago, masked_token, until};
+use crate::schedule::{Api, Project, Schedule};
+use crate::status::{self, masked_token};
 use crate::store::{Run, owner_name};
 
 /// Schedules on one page of the overview.
@@ -98,7 +98,7 @@ pub fn overview(header: &Header, rows: &[Row<'_>], listing: &Listing) -> Markup 
         form.filter method="get" action="/" role="search" {
             label for="q" { "Filter" }
             input id="q" type="search" name="q" value=(listing.q) placeholder="Name, description, project or ref";
-            button type="submit" { "Filter" }
+            button type="submit" { "Apply" }
             @if !listing.q.is_empty() {
                 a href="/" { "Clear" }
             }
@@ -117,7 +117,7 @@ pub fn overview(header: &Header, rows: &[Row<'_>], listing: &Listing) -> Markup 
             }
         } @else {
             div.scroll role="region" aria-label="Schedules" tabindex="0" {
-                table {
+                table.cards {
                     caption.sr-only { "Schedules, with their last and next runs" }
                     thead {
                         tr {
@@ -196,7 +196,8 @@ fn page_href(q: &str, page: usize) -> String {
     }
 }
 
-/// A schedule's row: the most telling columns first, so that a phone shows them before it scrolls.
+/// A schedule's row: the most telling columns first. Every cell carries its column's name in `data-label`, which a
+/// phone shows beside the value when the rows become cards.
 fn overview_row(row: &Row<'_>, now: DateTime<Utc>) -> Markup {
     let schedule = row.schedule;
     html! {
@@ -207,22 +208,24 @@ fn overview_row(row: &Row<'_>, now: DateTime<Utc>) -> Markup {
                     div.desc { (description) }
                 }
             }
-            td { (last_run(row.last, schedule.timezone, now, true)) }
-            td { (next_run(schedule, row.next, now)) }
-            td {
-                (schedule.project)
-                div.muted { "ref " code { (&*schedule.git_ref) } }
+            td data-label="Last run" { (last_run(row.last, schedule.timezone, now, true)) }
+            td data-label="Next run" { (next_run(schedule, row.next, now)) }
+            td data-label="Project and ref" {
+                (project(schedule))
+                // A no-break space: "ref" stays with the ref on a desktop.
+                div.muted { "ref\u{a0}" code.nowrap { (&*schedule.git_ref) } }
             }
-            td {
+            td data-label="Cron and zone" {
                 code.nowrap { (schedule.cron.source()) }
                 div.muted { (schedule.timezone.name()) }
             }
-            td { code.nowrap { (masked_token(schedule)) } }
+            td data-label="Token" { code.nowrap { (masked_token(schedule)) } }
         }
     }
 }
 
-/// A run's state, when, and its pipeline; with `detail`, the error of a run that needs attention.
+/// A run's state, when, and its pipeline; with `detail`, the error of a run that needs attention (never of one that
+/// is claimed or being sent: its error, if any, is an earlier attempt's).
 fn last_run(last: Option<&Run>, tz: Tz, now: DateTime<Utc>, detail: bool) -> Markup {
     html! {
         @match last {
@@ -343,7 +346,7 @@ fn settings(schedule: &Schedule) -> Markup {
         dl.settings {
             dt { "Cron" } dd { code { (schedule.cron.source()) } }
             dt { "Time zone" } dd { (schedule.timezone.name()) }
-            dt { "Project" } dd { (schedule.project) }
+            dt { "Project" } dd { (project(schedule)) }
             dt { "Ref" } dd { code { (&*schedule.git_ref) } }
             dt { "GitLab" } dd { (gitlab(schedule)) }
             dt { "API" } dd {
@@ -383,11 +386,53 @@ fn settings(schedule: &Schedule) -> Markup {
 
 /// The GitLab URL without any user name or password in it.
 fn gitlab(schedule: &Schedule) -> String {
-    let mut url = (*schedule.gitlab).clone();
+    without_userinfo(&schedule.gitlab).to_string()
+}
+
+/// `url` without any user name or password in it.
+fn without_userinfo(url: &url::Url) -> url::Url {
+    let mut url = url.clone();
     // Both fail only for URLs that cannot hold them, which then hold none.
     let _ = url.set_password(None);
     let _ = url.set_username("");
-    url.to_string()
+    url
+}
+
+/// The project's page in GitLab: `{gitlab}/{path}` for a path, `{gitlab}/projects/{id}` for an id (GitLab redirects
+/// it to the project). None unless the GitLab URL is http(s). Each segment of the path is percent-encoded, and
+/// `.` and `..` are dropped, so the link stays under the GitLab URL.
+fn project_url(schedule: &Schedule) -> Option<url::Url> {
+    let mut url = without_userinfo(&schedule.gitlab);
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    {
+        let mut segments = url.path_segments_mut().ok()?;
+        segments.pop_if_empty();
+        match &schedule.project {
+            Project::Id(id) => {
+                segments.extend(["projects", &id.to_string()]);
+            }
+            Project::Path(path) => {
+                segments.extend(path.split('/').filter(|segment| !segment.is_empty()));
+            }
+        }
+    }
+    Some(url)
+}
+
+/// The project, linked to its page in GitLab when there is one.
+fn project(schedule: &Schedule) -> Markup {
+    html! {
+        @match project_url(schedule) {
+            Some(url) => a href=(url.as_str()) rel="noreferrer" title={ "Project " (schedule.project) " in GitLab" } {
+                (schedule.project)
+            },
+            None => (schedule.project),
+        }
+    }
 }
 
 /// Keys and values, such as variables: the values escaped, long ones folded.
@@ -401,7 +446,7 @@ fn pairs<'a>(label: &str, pairs: impl Iterator<Item = (&'a str, String)>) -> Mar
                     @for (key, value) in pairs {
                         tr {
                             th scope="row" { code { (key) } }
-                            td { (long_value(&value)) }
+                            td data-label="Value" { (long_value(&value)) }
                         }
                     }
                 }
@@ -430,8 +475,10 @@ fn long_value(value: &str) -> Markup {
     }
 }
 
-/// The next fire times in the schedule's zone, with their UTC offsets.
+/// The next fire times in the schedule's zone, with their UTC offsets and UTC; for a schedule in UTC, the time once.
 fn next_runs(schedule: &Schedule, next: &[DateTime<Tz>], now: DateTime<Utc>) -> Markup {
+    let in_utc = is_utc(schedule.timezone);
+    let time = format!("Time ({})", schedule.timezone.name());
     html! {
         @if !schedule.enabled {
             p.empty { "Paused: this schedule does not fire until it is enabled again." }
@@ -439,23 +486,27 @@ fn next_runs(schedule: &Schedule, next: &[DateTime<Tz>], now: DateTime<Utc>) -> 
             p.empty { "The cron expression has no slot in the future." }
         } @else {
             div.scroll.fit role="region" aria-label="Next runs" tabindex="0" {
-                table {
+                table.cards {
                     caption.sr-only { "The next " (next.len()) " fire times" }
                     thead {
                         tr {
-                            th scope="col" { "Time (" (schedule.timezone.name()) ")" }
-                            th scope="col" { "UTC offset" }
-                            th scope="col" { "UTC" }
+                            th scope="col" { (time) }
+                            @if !in_utc {
+                                th scope="col" { "UTC offset" }
+                                th scope="col" { "UTC" }
+                            }
                             th scope="col" { "In" }
                         }
                     }
                     tbody {
                         @for slot in next {
                             tr {
-                                td.nowrap { (zoned(slot.to_utc(), slot.timezone())) }
-                                td.nowrap { "UTC" (slot.format("%:z")) }
-                                td.nowrap { (slot.to_utc().format("%Y-%m-%d %H:%M:%S")) }
-                                td.nowrap { (until(slot.to_utc(), now)) }
+                                td.nowrap data-label=(time) { (zoned(slot.to_utc(), slot.timezone())) }
+                                @if !in_utc {
+                                    td.nowrap data-label="UTC offset" { "UTC" (slot.format("%:z")) }
+                                    td.nowrap data-label="UTC" { (slot.to_utc().format("%Y-%m-%d %H:%M:%S")) }
+                                }
+                                td.nowrap data-label="In" { (until(slot.to_utc(), now)) }
                             }
                         }
                     }
@@ -469,7 +520,7 @@ fn next_runs(schedule: &Schedule, next: &[DateTime<Tz>], now: DateTime<Utc>) -> 
 fn history(runs: &[Run], tz: Tz) -> Markup {
     html! {
         div.scroll role="region" aria-label="History" tabindex="0" {
-            table {
+            table.cards {
                 caption.sr-only { "Runs, newest first" }
                 thead {
                     tr {
@@ -486,29 +537,29 @@ fn history(runs: &[Run], tz: Tz) -> Markup {
                 tbody {
                     @for run in runs {
                         tr class=[attention(run.state)] {
-                            td.nowrap { (zoned(run.slot, tz)) }
-                            td.nowrap { (run.reason.as_str()) }
-                            td { (state_badge(run.state)) }
-                            td.num { (run.attempts) }
-                            td.num {
+                            td.nowrap data-label="Slot" { (zoned(run.slot, tz)) }
+                            td.nowrap data-label="Reason" { (run.reason.as_str()) }
+                            td data-label="State" { (state_badge(run.state)) }
+                            td.num data-label="Attempts" { (run.attempts) }
+                            td.num data-label="HTTP" {
                                 @match run.http_status {
                                     Some(status) => (status),
                                     None => span.muted { "—" },
                                 }
                             }
-                            td.nowrap {
+                            td.nowrap data-label="Pipeline" {
                                 @match &run.pipeline {
                                     Some(pipeline) => (pipeline_link(pipeline)),
                                     None => span.muted { "—" },
                                 }
                             }
-                            td.error {
+                            td.error data-label="Error" {
                                 @match &run.error {
                                     Some(error) => (error),
                                     None => span.muted { "—" },
                                 }
                             }
-                            td.nowrap {
+                            td.nowrap data-label="Owner" {
                                 @match run.owner.as_deref() {
                                     Some(owner) => (owner_name(owner)),
                                     None => span.muted { "—" },
@@ -599,7 +650,6 @@ fn health(header: &Header) -> Markup {
                 }
                 div { dt { "State" } dd { code { (header.state) } } }
                 div { dt { "Version" } dd { (header.version) } }
-                div { dt { "Rendered" } dd { (utc(header.now)) } }
             }
         }
     }
@@ -685,15 +735,61 @@ fn utc(t: DateTime<Utc>) -> Markup {
     html! { time datetime=(machine(t)) { (utc_text(t)) } }
 }
 
-/// A time in `tz`, with UTC on hover.
+/// A time in `tz`, with UTC on hover unless `tz` is UTC.
 fn zoned(t: DateTime<Utc>, tz: Tz) -> Markup {
-    html! { time datetime=(machine(t)) title=(utc_text(t)) { (t.with_timezone(&tz).format(LOCAL)) } }
+    let title = (!is_utc(tz)).then(|| utc_text(t));
+    html! { time datetime=(machine(t)) title=[title] { (t.with_timezone(&tz).format(LOCAL)) } }
 }
 
-/// `text` (such as "3h ago") for a time, with the time in `tz` and in UTC on hover.
+/// `text` (such as "3h ago") for a time, with the time in `tz` and in UTC on hover (once, for UTC).
 fn relative(t: DateTime<Utc>, tz: Tz, text: &str) -> Markup {
-    let title = format!("{} ({})", t.with_timezone(&tz).format(LOCAL), utc_text(t));
+    let title = match is_utc(tz) {
+        true => utc_text(t),
+        false => format!("{} ({})", t.with_timezone(&tz).format(LOCAL), utc_text(t)),
+    };
     html! { time datetime=(machine(t)) title=(title) { (text) } }
+}
+
+/// Whether `tz` is UTC under one of its names, or GMT: a zone whose times read as UTC's.
+fn is_utc(tz: Tz) -> bool {
+    matches!(
+        tz.name(),
+        "UTC"
+            | "Etc/UTC"
+            | "Etc/UCT"
+            | "UCT"
+            | "Etc/Universal"
+            | "Universal"
+            | "Etc/Zulu"
+            | "Zulu"
+            | "GMT"
+            | "Etc/GMT"
+            | "Etc/GMT+0"
+            | "Etc/GMT-0"
+            | "Etc/GMT0"
+            | "GMT+0"
+            | "GMT-0"
+            | "GMT0"
+            | "Etc/Greenwich"
+            | "Greenwich"
+    )
+}
+
+/// "3m ago", and "just now" for a time less than a second before `now`, or after it: the slot of a run that is being
+/// sent can be a few milliseconds ahead of its time, and the page's `now` is taken before the store is asked.
+fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    match (now - then).num_milliseconds() {
+        ..1000 => "just now".into(),
+        _ => status::ago(then, now),
+    }
+}
+
+/// "in 2h 15m", and "now" for a time less than a second after `now`, or before it.
+fn until(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    match (then - now).num_milliseconds() {
+        ..1000 => "now".into(),
+        _ => status::until(then, now),
+    }
 }
 
 /// At most `max` characters of `text`, ending in "…" when cut.
@@ -718,6 +814,9 @@ fn count(n: usize) -> String {
 }
 
 /// GitLab-like: system font, light background, neutral tables, badges with enough contrast to read (4.5:1 and more).
+/// A table wider than the screen casts a shadow on the side it scrolls to (backgrounds that scroll with it cover
+/// the shadows at its ends). On a phone (45rem and less) the rows of the overview, the next runs and the history are
+/// cards instead: one line per cell, named by its `data-label`, with the header row only for screen readers.
 const CSS: &str = r#"
 :root{color-scheme:light;--text:#28272d;--muted:#626168;--border:#dcdcde;--bg:#fbfafd;--surface:#fff;--link:#1068bf;--focus:#1f75cb}
 *{box-sizing:border-box}
@@ -754,7 +853,7 @@ input[type=search]{flex:1 1 14rem;max-width:32rem;padding:.375rem .625rem;border
 button{padding:.375rem .875rem;border:1px solid #89888d;border-radius:4px;background:#fff;font:inherit;color:inherit;cursor:pointer}
 button:hover{background:#ececef}
 .summary,.empty{margin:.5rem 0}
-.scroll{overflow-x:auto;background:var(--surface);border:1px solid var(--border);border-radius:4px}
+.scroll{overflow-x:auto;border:1px solid var(--border);border-radius:4px;background:linear-gradient(to right,var(--surface) 40%,rgba(255,255,255,0)) left/2.5rem 100% no-repeat local,linear-gradient(to left,var(--surface) 40%,rgba(255,255,255,0)) right/2.5rem 100% no-repeat local,radial-gradient(farthest-side at 0 50%,rgba(0,0,0,.2),rgba(0,0,0,0)) left/.875rem 100% no-repeat scroll,radial-gradient(farthest-side at 100% 50%,rgba(0,0,0,.2),rgba(0,0,0,0)) right/.875rem 100% no-repeat scroll,var(--surface)}
 .scroll.fit{display:inline-block;max-width:100%;vertical-align:top}
 table{border-collapse:collapse;width:100%}
 th,td{padding:.5rem .75rem;text-align:left;vertical-align:top;border-bottom:1px solid var(--border)}
@@ -789,6 +888,22 @@ table.kv td{width:100%}
 .value{white-space:pre-wrap;overflow-wrap:anywhere}
 pre.value{max-height:20rem;overflow:auto;padding:.5rem;background:#f6f6f8;border-radius:4px}
 summary{cursor:pointer}
+@media (max-width:45rem){
+table.cards,table.cards tbody,table.cards tr,table.cards th,table.cards td{display:block}
+table.cards thead{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
+.scroll.fit{display:block}
+table.cards tbody tr{padding:.375rem 0;border-bottom:1px solid var(--border)}
+table.cards tbody tr:last-child{border-bottom:0}
+table.cards th,table.cards td{border:0;padding:.1875rem .75rem;min-width:0;overflow-wrap:anywhere}
+table.cards td{display:flow-root;padding-left:8.5rem}
+table.cards td::before{content:attr(data-label);float:left;width:7.25rem;margin-left:-7.75rem;color:var(--muted);font-size:.8125rem;line-height:1.40625rem}
+table.cards td.num{text-align:left}
+table.cards .nowrap,table.cards .run{white-space:normal}
+table.cards tr>:first-child{box-shadow:none}
+table.cards tr.bad{box-shadow:inset 4px 0 0 #dd2b0e}
+table.cards tr.warn{box-shadow:inset 4px 0 0 #c17d10}
+.detail,td.error{min-width:0;max-width:none}
+}
 @media (max-width:40rem){
 main,footer{padding-left:.75rem;padding-right:.75rem}
 dl.settings{grid-template-columns:minmax(0,1fr);gap:0}
@@ -1023,6 +1138,133 @@ schedules:
         assert_eq!(names("Release/"), ["Weekly-Report"], "the ref");
         assert_eq!(names("SCRIPT"), ["nightly"]);
         assert_eq!(names("nothing like it"), Vec::<String>::new());
+    }
+
+    /// The `data-label` of every `td` in `html`, after checking that each `td` has one.
+    fn labels(html: &str) -> Vec<&str> {
+        let cells = html.split("<td").skip(1);
+        cells
+            .map(|cell| {
+                let tag = &cell[..cell.find('>').expect("the tag ends")];
+                let at = tag.find("data-label=\"").unwrap_or_else(|| panic!("a cell without data-label: {tag}"));
+                let label = &tag[at + "data-label=\"".len()..];
+                &label[..label.find('"').expect("the value ends")]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_cell_is_labelled_with_its_column() {
+        let last = failed("the trigger token is not valid");
+        let pages =
+            [overview_of(&last), schedule_page(&[last.clone(), with_pipeline("https://x.example/p/7")], None, None)];
+        for html in pages {
+            let labels = labels(&html);
+            assert!(!labels.is_empty(), "{html}");
+            for label in labels {
+                let header = format!(r#"<th scope="col">{label}</th>"#);
+                assert!(html.contains(&header), "{label} is no column's header: {html}");
+            }
+        }
+        let html = overview_of(&last);
+        assert_eq!(html.matches(r#"<th scope="col">"#).count(), 6, "the headers stay in the DOM: {html}");
+        for label in ["Last run", "Next run", "Project and ref", "Cron and zone", "Token"] {
+            assert_eq!(html.matches(&format!(r#"data-label="{label}""#)).count(), 2, "{label}: {html}");
+        }
+        let html = schedule_page(std::slice::from_ref(&last), None, None);
+        for label in ["Time (Europe/Berlin)", "UTC offset", "UTC", "In", "Slot", "State", "HTTP", "Error", "Owner"] {
+            assert!(html.contains(&format!(r#"data-label="{label}""#)), "{label}: {html}");
+        }
+        assert!(html.contains(r#"<td class="num" data-label="HTTP">400</td>"#), "{html}");
+    }
+
+    #[test]
+    fn a_schedule_in_utc_shows_its_times_once() {
+        let schedules = schedules();
+        let weekly = Schedule { enabled: true, ..(*schedules[1]).clone() };
+        assert_eq!(weekly.timezone.name(), "UTC");
+        let now = header().now;
+        let next: Vec<_> = weekly.cron.iter_after(weekly.timezone, now).take(3).collect();
+        let last = run(RunState::Succeeded, "2026-11-23T06:00:00Z");
+        let html = schedule(&header(), &row(&weekly, Some(&last), now), &next, &[], None, None).into_string();
+        let table = &html[html.find("The next 3 fire times").expect("the next runs")..];
+        let table = &table[..table.find("</table>").expect("the table ends")];
+        let headers: Vec<_> = table.split(r#"<th scope="col">"#).skip(1).map(|h| &h[..h.find('<').unwrap()]).collect();
+        assert_eq!(headers, ["Time (UTC)", "In"], "{table}");
+        assert!(!table.contains("UTC+00:00"), "{table}");
+        assert!(table.contains(r#"<time datetime="2026-11-30T06:00:00Z">2026-11-30 06:00:00 UTC</time>"#), "{table}");
+        assert!(html.contains(r#"title="2026-11-23 06:00:00 UTC">1d 6h ago</time>"#), "the UTC time once: {html}");
+        assert!(!html.contains("UTC (2026"), "{html}");
+        // Elsewhere the zone's time and UTC, both.
+        let html = schedule_page(&[last], None, None);
+        assert!(html.contains(r#"title="2026-11-23 07:00:00 CET (2026-11-23 06:00:00 UTC)""#), "{html}");
+    }
+
+    #[test]
+    fn projects_link_to_gitlab() {
+        let schedules = schedules();
+        let html = overview_of(&run(RunState::Succeeded, "2026-11-23T23:30:00Z"));
+        let path = r#"<a href="https://gitlab.example.com/group/sub/project" rel="noreferrer" title="Project group/sub/project in GitLab">group/sub/project</a>"#;
+        assert!(html.contains(path), "{html}");
+        assert!(html.contains(r#"<a href="https://gitlab.example.com/projects/42" rel="noreferrer""#), "{html}");
+        assert!(schedule_page(&[], None, None).contains(path), "in the settings too");
+
+        let with = |gitlab: &str, project: Project| {
+            let gitlab = Arc::new(url::Url::parse(gitlab).expect("a URL"));
+            project_url(&Schedule { gitlab, project, ..(*schedules[0]).clone() }).map(String::from)
+        };
+        let path = |text: &str| Project::Path(text.into());
+        assert_eq!(
+            with("https://bot:secret@git.example.com/gitlab/?private_token=x#y", path("group/project")).as_deref(),
+            Some("https://git.example.com/gitlab/group/project"),
+            "no user name, password, query or fragment"
+        );
+        assert_eq!(
+            with("http://git.example.com", Project::Id(7)).as_deref(),
+            Some("http://git.example.com/projects/7")
+        );
+        assert_eq!(
+            with("https://git.example.com/", path("a/../../x/<b>?#")).as_deref(),
+            Some("https://git.example.com/a/x/%3Cb%3E%3F%23"),
+            "encoded, and it stays under the GitLab URL"
+        );
+        assert_eq!(with("ftp://git.example.com/", path("group/project")), None);
+        let ftp = Schedule {
+            gitlab: Arc::new(url::Url::parse("ftp://git.example.com/").unwrap()),
+            ..(*schedules[0]).clone()
+        };
+        assert_eq!(project(&ftp).into_string(), "group/sub/project", "no link");
+    }
+
+    #[test]
+    fn under_a_second_is_just_now() {
+        let now = header().now;
+        let ms = chrono::TimeDelta::milliseconds;
+        assert_eq!(ago(now - ms(999), now), "just now");
+        assert_eq!(ago(now + ms(10), now), "just now", "a slot claimed ahead of its time");
+        assert_eq!(ago(now - ms(1000), now), "1s ago");
+        assert_eq!(until(now + ms(999), now), "now");
+        assert_eq!(until(now - ms(5), now), "now");
+        assert_eq!(until(now + ms(1500), now), "in 1s");
+
+        let sending = Run {
+            slot: now + ms(10),
+            attempts: 2,
+            error: Some("an earlier attempt timed out".into()),
+            ..run(RunState::Sending, "2026-11-24T12:00:00Z")
+        };
+        for html in [overview_of(&sending), schedule_page(std::slice::from_ref(&sending), None, None)] {
+            let facts = html.find("<td data-label=\"Last run\">").or_else(|| html.find(r#"<dl class="facts">"#));
+            let last = &html[facts.expect("the last run")..];
+            let last = &last[..last.find("</td>").or_else(|| last.find("</dl>")).expect("its end")];
+            assert!(last.contains(r#"<span class="badge info">sending</span>"#), "{last}");
+            assert!(last.contains(">just now</time>"), "{last}");
+            assert!(!last.contains("earlier attempt"), "{last}");
+        }
+        let claimed = Run { slot: now + ms(10), ..run(RunState::Claimed, "2026-11-24T12:00:00Z") };
+        let html = overview_of(&claimed);
+        assert!(html.contains(r#"<span class="badge info">claimed</span>"#), "{html}");
+        assert!(!html.contains(r#"<tr class="#), "a run on its way does not stand out: {html}");
     }
 
     #[test]

@@ -66,8 +66,17 @@ fn chromium_renders_the_overview_a_schedule_and_a_404_from_live_state() {
     let sent = fake.requests().len() as u64;
     assert!((1001..=1000 + sent).contains(&id), "pipeline {id} is one the fake created (of {sent} requests)");
     assert!(every_second.contains(&format!(">#{id}</a>")), "{every_second}");
-    assert!(every_second.contains("ago"), "the last run says when: {every_second}");
-    assert!(every_second.contains("in 0s") || every_second.contains("in 1s"), "the next one is close: {every_second}");
+    assert!(every_second.contains(" ago<") || every_second.contains(">just now<"), "when it ran: {every_second}");
+    assert!(every_second.contains(">now<") || every_second.contains("in 1s"), "the next one is close: {every_second}");
+    assert!(!every_second.contains("0s ago") && !every_second.contains("in 0s"), "{every_second}");
+    assert_eq!(overview.matches(r#"<th scope="col">"#).count(), 6, "the column headers stay in the DOM:\n{overview}");
+    for label in ["Last run", "Next run", "Project and ref", "Cron and zone", "Token"] {
+        let cells = tbody.matches(&format!(r#"<td data-label="{label}">"#)).count();
+        assert_eq!(cells, NAMES.len(), "every {label} cell is labelled for the phone's cards:\n{tbody}");
+    }
+    let project = every_second.find(r#"/projects/9" rel="noreferrer""#).map(|end| &every_second[..end]);
+    let project = project.and_then(|before| before.rfind("<a href=\"")).map(|start| &every_second[start..]);
+    assert!(project.is_some_and(|a| a.starts_with("<a href=\"http://127.0.0.1:")), "a link to GitLab: {every_second}");
 
     let nightly = row(&overview, "nightly");
     assert!(nightly.contains(">never<"), "nightly has not fired yet: {nightly}");
@@ -89,12 +98,13 @@ fn chromium_renders_the_overview_a_schedule_and_a_404_from_live_state() {
     assert!(schedule.contains("DEPLOY_ENV") && schedule.contains("staging"), "the variables: {schedule}");
     let next = between(&schedule, "<caption class=\"sr-only\">The next 10 fire times</caption>", "</table>");
     assert_eq!(between(next, "<tbody>", "</tbody>").matches("<tr").count(), 10, "ten next fire times:\n{next}");
-    assert!(next.contains("UTC+00:00") && next.contains("in 1s"), "{next}");
+    assert!(next.contains(r#"<th scope="col">Time (UTC)</th>"#) && next.contains("in 1s"), "{next}");
+    assert!(!next.contains("UTC offset") && !next.contains("UTC+00:00"), "a schedule in UTC says UTC once: {next}");
     let history = between(&schedule, "<caption class=\"sr-only\">Runs, newest first</caption>", "</table>");
     let linked = history.matches(&format!("<a href=\"{PIPELINES}")).count();
     assert!(linked >= 2, "the history links its pipelines:\n{history}");
     assert!(history.contains(SUCCEEDED), "{history}");
-    assert!(history.contains("<td class=\"num\">201</td>"), "GitLab's status: {history}");
+    assert!(history.contains(r#"<td class="num" data-label="HTTP">201</td>"#), "GitLab's status: {history}");
 
     let missing = dump_dom(&chromium, &format!("http://{addr}/schedules/no-such"), &[]);
     assert!(missing.contains("No schedule named “no-such”"), "the 404 names what was asked for:\n{missing}");

@@ -83,7 +83,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let (kick_tx, kick_rx) = mpsc::channel(4);
     let (loaded_tx, loaded_rx) = mpsc::channel(4);
     let dir = config.schedules.clone();
-    let watcher = crate::reload::watch(dir, kick_rx, loaded_tx, events.clone(), stop.clone(), &mut peers)
+    crate::reload::watch(dir, kick_rx, loaded_tx, events.clone(), stop.clone(), &mut peers)
         .map_err(|e| Error::Watch { dir: config.schedules.display().to_string(), reason: e.to_string() })?;
     let (live_tx, live_rx) = watch::channel(schedules.clone());
     let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -119,7 +119,6 @@ pub async fn run(config: Config) -> Result<(), Error> {
     // The scheduler may also stop on its own (its store failed at start): the other peers stop with it.
     stop.cancel();
     while peers.join_next().await.is_some() {}
-    drop(watcher);
     tracing::info!("pipecron stopped");
     Ok(stopped?)
 }

@@ -54,9 +54,12 @@ pub fn load_valid(dir: &Path) -> Result<Vec<Arc<Schedule>>, Invalid> {
     Ok(loaded.schedules)
 }
 
+/// How often a directory that has gone is looked for again: a watch on it ended when it was removed.
+const LOOK_AGAIN: Duration = Duration::from_secs(2);
+
 /// Watches `dir` and reloads on changes and on `kicks` (SIGHUP), sending each valid configuration to `reloads`,
-/// until `stop`, and publishes each outcome to `events`. Its task joins `peers`; the watcher is returned so that it
-/// lives as long as the caller wants it.
+/// until `stop`, and publishes each outcome to `events`. Its task joins `peers` and owns the watcher. A directory
+/// that is removed (or replaced) is looked for every 2 s and watched again once it is back.
 pub fn watch(
     dir: PathBuf,
     mut kicks: mpsc::Receiver<()>,
@@ -64,7 +67,7 @@ pub fn watch(
     events: Events,
     stop: CancellationToken,
     peers: &mut JoinSet<()>,
-) -> notify::Result<notify::RecommendedWatcher> {
+) -> notify::Result<()> {
     let (changed_tx, mut changed) = mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
@@ -72,6 +75,9 @@ pub fn watch(
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let mut watched = same_dir(&dir);
+    let mut look_again = tokio::time::interval(LOOK_AGAIN);
+    look_again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     peers.spawn(async move {
         loop {
             let why = tokio::select! {
@@ -81,6 +87,16 @@ pub fn watch(
                     "the schedules directory changed"
                 }
                 Some(()) = kicks.recv() => "SIGHUP",
+                _ = look_again.tick(), if watched.is_none() || watched != same_dir(&dir) => {
+                    // Gone, or a new directory in its place: watch what is there now, if anything.
+                    let _ = watcher.unwatch(&dir);
+                    if watcher.watch(&dir, RecursiveMode::NonRecursive).is_err() {
+                        watched = None;
+                        continue;
+                    }
+                    watched = same_dir(&dir);
+                    "the schedules directory is back"
+                }
                 _ = stop.cancelled() => break,
                 else => break,
             };
@@ -98,5 +114,11 @@ pub fn watch(
             }
         }
     });
-    Ok(watcher)
+    Ok(())
+}
+
+/// Which directory `dir` is now (device and inode), if it exists: a directory removed and made again is another.
+fn same_dir(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
 }

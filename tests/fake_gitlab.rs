@@ -1,5 +1,6 @@
-//! The fake GitLab answers as ../shared/gitlab-trigger-api.md says GitLab does, for every way of sending the
-//! parameters. The client tests rely on it, so it is tested on its own, with plain HTTP requests.
+//! The fake GitLab answers as GitLab's trigger API does (see `common::fake_gitlab`), for every way of sending the
+//! parameters: query string, urlencoded or multipart form, JSON. The client tests rely on it, so it is tested on its
+//! own, with plain HTTP requests.
 
 mod common;
 

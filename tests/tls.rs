@@ -11,37 +11,14 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use chrono::{TimeZone, Utc};
 use common::fake_gitlab::{FakeGitlab, TOKEN};
+use common::hostile::{Fault, Hostile, pki_for, serve_tls};
 use common::pki::{Pki, pki};
 use common::{Pipecron, in_background};
 use pipecron::trigger::{Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest, fire};
 
 /// Serves the fake over TLS on 127.0.0.1; returns `https://localhost:PORT`.
 async fn start_tls(fake: &FakeGitlab, pki: &Pki) -> String {
-    use rustls_pki_types::pem::PemObject;
-    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("the certificate parses");
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key.as_bytes()).expect("the key parses");
-    let config = tokio_rustls::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("a TLS config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
-    let port = listener.local_addr().expect("an address").port();
-    let service = hyper_util::service::TowerToHyperService::new(fake.router());
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, service) = (acceptor.clone(), service.clone());
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake; that is the point of one test.
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let io = hyper_util::rt::TokioIo::new(tls);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-            });
-        }
-    });
-    format!("https://localhost:{port}")
+    format!("https://localhost:{}", serve_tls(fake.router(), pki).await)
 }
 
 /// Loads one schedule for project 9 on `gitlab`, with `extra` keys, and fires it once.
@@ -90,6 +67,38 @@ async fn without_ca_file_the_private_certificate_is_refused_before_anything_is_s
     assert!(error.ends_with("name its PEM bundle in `ca_file`"), "{error}");
     assert!(!error.contains(TOKEN), "{error}");
     assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_host_is_refused_with_a_hint_even_with_ca_file() {
+    let (fake, pki) = (FakeGitlab::new(), pki_for("gitlab.other.example"));
+    let url = start_tls(&fake, &pki).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca).expect("writes the CA");
+    let result = fire_once(&url, "    ca_file: ca.pem\n", dir.path()).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, None), "{result:?}");
+    let error = result.error.unwrap_or_default();
+    assert!(error.starts_with("cannot connect to localhost: invalid peer certificate: "), "{error}");
+    assert!(error.contains("not valid for name"), "{error}");
+    assert!(error.ends_with("; set `gitlab` to a name GitLab's certificate is valid for"), "{error}");
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_speak_tls_fails_the_handshake_and_nothing_is_sent() {
+    let hostile = Hostile::start(Fault::PlainToTls);
+    let url = format!("https://localhost:{}", hostile.port);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let result = fire_once(&url, "", dir.path()).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, None), "{result:?}");
+    let error = result.error.unwrap_or_default();
+    assert!(error.starts_with("cannot connect to localhost: "), "{error}");
+    assert!(
+        error.ends_with("; the server there did not answer in TLS: does it serve plain http:// on that port?"),
+        "{error}"
+    );
+    assert!(hostile.requests().is_empty(), "no request was read");
+    assert_eq!(hostile.connections(), 1);
 }
 
 /// A proxy that answers `CONNECT host:port` and then relays bytes; it notes each target. Returns its URL.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use common::fake_gitlab::{FakeGitlab, OTHER_TOKEN, Project, Scripted, TOKEN};
+use common::hostile::{Fault, Hostile, blackhole, http_answer};
 use pipecron::schedule::Schedule;
 use pipecron::trigger::{Backoff, Ending, GitlabClient, Overrides, Reason, RunResult, TriggerRequest, fire};
 use serde_json::json;
@@ -213,7 +214,10 @@ async fn exhausted_retries_report_the_last_answer() {
     fake.script([Scripted::Status(503, "<h1>down</h1>".into()), Scripted::Status(503, "<h1>down</h1>".into())]);
     let result = run(&schedule(&url, NIGHTLY), 1).await;
     assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 2, Some(503)));
-    assert_eq!(error_of(&result), "GitLab answered 503: <h1>down</h1> (gave up after 2 attempts)");
+    assert_eq!(
+        error_of(&result),
+        "GitLab (or a proxy in front of it) answered 503 with an HTML page: down (gave up after 2 attempts)"
+    );
 }
 
 #[tokio::test]
@@ -244,4 +248,121 @@ async fn a_timeout_leaves_the_outcome_unknown_and_a_refused_connection_fails() {
     assert_eq!((result.ending, result.attempts), (Ending::Failed, 2), "{result:?}");
     assert!(error_of(&result).starts_with("cannot connect to 127.0.0.1"), "{result:?}");
     assert!(!error_of(&result).contains(TOKEN));
+}
+
+/// A schedule on a hostile server, with `extra` keys.
+fn on(hostile: &Hostile, extra: &str) -> std::sync::Arc<Schedule> {
+    schedule(&hostile.url, &format!("{NIGHTLY}{extra}"))
+}
+
+#[tokio::test]
+async fn a_200_mb_answer_is_not_read_past_64_kib_and_the_message_says_so() {
+    let head = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n".to_string();
+    let start = "<html><head><title>Bad Gateway</title></head><body>".to_string();
+    let filler = b"<p>padding</p>\n".repeat(4096);
+    let hostile = Hostile::start(Fault::Flood { head, start, filler, length: 200 << 20 });
+    let result = run(&on(&hostile, ""), 0).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, Some(502)), "{result:?}");
+    assert_eq!(
+        error_of(&result),
+        "GitLab (or a proxy in front of it) answered 502 with an HTML page: Bad Gateway… (only the first 64 KiB of its \
+         200 MiB answer were read); a pipeline may have been created"
+    );
+    // The client stopped reading and closed: what the server got out is what the sockets' buffers took, not 200 MB.
+    let written = hostile.written();
+    assert!(written < 50 << 20, "the server wrote {written} bytes: the client read the answer whole");
+}
+
+#[tokio::test]
+async fn a_201_of_10_mb_of_json_is_not_parsed_and_not_retried() {
+    let head = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n".to_string();
+    let flood = Fault::Flood { head, start: "[".into(), filler: b"1,".repeat(5000), length: 10_000_000 };
+    let hostile = Hostile::start(flood);
+    let result = run(&on(&hostile, ""), 3).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Unknown, 1, Some(201)), "{result:?}");
+    assert_eq!(result.pipeline, None);
+    assert!(
+        error_of(&result).starts_with(
+            "GitLab answered 201 Created but its answer is longer than 1 MiB (9.5 MiB), too long to be a pipeline; \
+             a pipeline may have been created, and pipecron cannot tell which, so it does not retry;"
+        ),
+        "{result:?}"
+    );
+    assert_eq!(hostile.requests().len(), 1, "a 201 is never retried");
+}
+
+#[tokio::test]
+async fn a_201_that_is_not_json_or_has_no_id_is_unknown_and_not_retried() {
+    let cases = [
+        (
+            http_answer("201 Created", "text/plain", "pipeline created"),
+            "its answer is not JSON, not a pipeline: pipeline created",
+        ),
+        (
+            http_answer("201 Created", "application/json", r#"{"status":"created"}"#),
+            r#"its answer has no pipeline `id`: {"status":"created"}"#,
+        ),
+    ];
+    for (bytes, why) in cases {
+        let hostile = Hostile::start(Fault::Answer(bytes));
+        let result = run(&on(&hostile, ""), 3).await;
+        assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Unknown, 1, Some(201)), "{why}");
+        assert!(
+            error_of(&result).starts_with(&format!("GitLab answered 201 Created but {why}; a pipeline may")),
+            "{result:?}"
+        );
+        assert!(error_of(&result).ends_with("check that `gitlab` is GitLab's address"), "{result:?}");
+        assert_eq!(hostile.requests().len(), 1, "a 201 is never retried");
+    }
+}
+
+#[tokio::test]
+async fn a_201_whose_body_trickles_past_the_timeout_is_unknown_and_not_retried() {
+    let head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 32\r\n\r\n".to_vec();
+    let bytes = br#"{"id": 1001, "status": "created"}"#.to_vec();
+    // The head at once, then the body a byte every 100 ms: the timeout passes within it.
+    let hostile = Hostile::start(Fault::Trickle { head, bytes, every: Duration::from_millis(100) });
+    let result = run(&on(&hostile, "    timeout: 300ms\n"), 3).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Unknown, 1, Some(201)), "{result:?}");
+    let error = error_of(&result);
+    assert!(error.starts_with("GitLab answered 201 Created but its answer broke off after "), "{error}");
+    assert!(error.contains(": the timeout (300ms) passed; a pipeline may have been created"), "{error}");
+    assert_eq!(hostile.requests().len(), 1, "a 201 is never retried");
+}
+
+#[tokio::test]
+async fn a_connection_reset_after_the_request_was_read_is_unknown_and_says_a_pipeline_may_exist() {
+    let hostile = Hostile::start(Fault::Reset);
+    let result = run(&on(&hostile, ""), 1).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Unknown, 2, None), "{result:?}");
+    let error = error_of(&result);
+    assert!(error.starts_with("the request to 127.0.0.1 failed: "), "{error}");
+    assert!(error.ends_with("; a pipeline may have been created (gave up after 2 attempts)"), "{error}");
+    assert_eq!(hostile.requests().len(), 2, "both attempts were read in full");
+}
+
+#[tokio::test]
+async fn a_proxys_502_page_is_named_and_shown_without_its_html() {
+    let fake = FakeGitlab::new();
+    let url = fake.start().await;
+    let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>\
+                </center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+    fake.script([Scripted::Status(502, page.into())]);
+    let result = run(&schedule(&url, NIGHTLY), 0).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 1, Some(502)), "{result:?}");
+    assert_eq!(
+        error_of(&result),
+        "GitLab (or a proxy in front of it) answered 502 with an HTML page: 502 Bad Gateway; a pipeline may have been \
+         created"
+    );
+}
+
+/// Nothing was sent when no connection could be made in time: the run fails, and is not `unknown`.
+#[tokio::test]
+async fn a_connection_that_hangs_past_the_timeout_is_a_failure_not_an_unknown() {
+    let hole = blackhole();
+    let body = format!("{NIGHTLY}    timeout: 1s\n");
+    let result = run(&schedule(&format!("http://127.0.0.1:{}", hole.port), &body), 1).await;
+    assert_eq!((result.ending, result.attempts, result.http_status), (Ending::Failed, 2, None), "{result:?}");
+    assert_eq!(error_of(&result), "cannot connect to 127.0.0.1: no connection within 750ms (gave up after 2 attempts)");
 }

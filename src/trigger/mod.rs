@@ -65,7 +65,16 @@ impl Backoff {
     }
 }
 
+/// The longest message kept. GitLab's words and a proxy's page are cut well before; this bounds the rest.
+const MESSAGE_CHARS: usize = 1000;
+
+/// What every message says when a request may have reached GitLab without pipecron learning what became of it.
+pub const MAYBE_CREATED: &str = "a pipeline may have been created";
+
 /// Sends `request`, retrying transient failures up to `retries` times. `on_retry` hears of each wait, for logs.
+///
+/// The run ends `unknown` when its last attempt may have reached GitLab and got no answer (a timeout, a reset), or
+/// when GitLab answered 201 without a readable pipeline; never retried after a 201.
 pub async fn fire<T: Trigger>(
     trigger: &T,
     request: &TriggerRequest,
@@ -74,6 +83,8 @@ pub async fn fire<T: Trigger>(
     mut on_retry: impl FnMut(u32, &str, Duration),
 ) -> RunResult {
     let mut attempts = 0;
+    // Whether an earlier attempt may have created a pipeline, for the message of the last.
+    let mut maybe_created = false;
     loop {
         attempts += 1;
         match trigger.send(request).await {
@@ -87,19 +98,36 @@ pub async fn fire<T: Trigger>(
                     retries_exhausted: false,
                 };
             }
+            Attempt::Unconfirmed { message } => {
+                return RunResult {
+                    ending: Ending::Unknown,
+                    attempts,
+                    http_status: Some(201),
+                    pipeline: None,
+                    error: Some(tidy(&message, request)),
+                    retries_exhausted: false,
+                };
+            }
             Attempt::Permanent { http_status, message, pipeline } => {
                 return RunResult {
                     ending: Ending::Failed,
                     attempts,
                     http_status,
                     pipeline,
-                    error: Some(scrub(&message, request)),
+                    error: Some(tidy(&message, request)),
                     retries_exhausted: false,
                 };
             }
             Attempt::Transient { http_status, message, wait, maybe_sent } => {
-                let message = scrub(&message, request);
+                let mut message = tidy(&message, request);
+                if maybe_sent && !message.contains(MAYBE_CREATED) {
+                    message = format!("{message}; {MAYBE_CREATED}");
+                }
                 if attempts > retries {
+                    let earlier = match maybe_created && !maybe_sent {
+                        true => "; an earlier attempt may have created a pipeline",
+                        false => "",
+                    };
                     return RunResult {
                         ending: if maybe_sent && http_status.is_none() { Ending::Unknown } else { Ending::Failed },
                         attempts,
@@ -107,17 +135,23 @@ pub async fn fire<T: Trigger>(
                         pipeline: None,
                         error: Some(match attempts {
                             1 => message,
-                            _ => format!("{message} (gave up after {attempts} attempts)"),
+                            _ => format!("{message}{earlier} (gave up after {attempts} attempts)"),
                         }),
                         retries_exhausted: true,
                     };
                 }
+                maybe_created |= maybe_sent;
                 let delay = backoff.wait(attempts - 1, wait);
                 on_retry(attempts, &message, delay);
                 tokio::time::sleep(delay).await;
             }
         }
     }
+}
+
+/// A message as it leaves this module: at most `MESSAGE_CHARS`, and without the token.
+fn tidy(message: &str, request: &TriggerRequest) -> String {
+    scrub(&outcome::shorten(message, MESSAGE_CHARS), request)
 }
 
 /// Belt and braces: no message leaves this module with the token in it, whatever a proxy echoed back.
@@ -128,15 +162,30 @@ fn scrub(message: &str, request: &TriggerRequest) -> String {
     }
     let masked = request.token.masked();
     let whole = message.replace(token, &masked);
-    // A body cut short ("…") may end in the first part of the token.
-    if let Some(cut) = whole.strip_suffix('…') {
-        for len in (4..token.len()).rev().filter(|len| token.is_char_boundary(*len)) {
-            if let Some(before) = cut.strip_suffix(&token[..len]) {
-                return format!("{before}{masked}");
+    // A text cut short ("…", wherever it stands in the message) may end in the first part of the token.
+    let mut pieces = whole.split('…').peekable();
+    let mut out = String::with_capacity(whole.len());
+    while let Some(piece) = pieces.next() {
+        if pieces.peek().is_none() {
+            out.push_str(piece);
+            break;
+        }
+        let partial = (4..token.len())
+            .rev()
+            .filter(|len| token.is_char_boundary(*len))
+            .find(|len| piece.ends_with(&token[..*len]));
+        match partial {
+            Some(len) => {
+                out.push_str(&piece[..piece.len() - len]);
+                out.push_str(&masked);
+            }
+            None => {
+                out.push_str(piece);
+                out.push('…');
             }
         }
     }
-    whole
+    out
 }
 
 #[cfg(test)]

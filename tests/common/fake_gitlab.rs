@@ -1,4 +1,5 @@
-//! A fake GitLab trigger API on loopback that answers as ../shared/gitlab-trigger-api.md describes.
+//! A fake GitLab trigger API on loopback that answers as GitLab's does: 201 with the pipeline, 400 for a missing
+//! token or ref and for a ref that is no branch or tag, 404 for an unknown project or token alike, 410 for API v3.
 //!
 //! It reads parameters from the query string and from form, multipart and JSON bodies, checks them in GitLab's
 //! order, and records every request so that tests can assert the wire format. `script` forces the next answers
@@ -58,6 +59,9 @@ pub enum Scripted {
     Redirect(u16, String),
     /// Wait this long before answering normally (for timeouts).
     Delay(std::time::Duration),
+    /// 429 with `Retry-After` as an HTTP date this long after the answer (rounded down to the second, as HTTP
+    /// dates are); the date sent is recorded in `retry_after_dates`.
+    TooManyRequestsUntil(std::time::Duration),
 }
 
 /// One request as the fake saw it.
@@ -83,6 +87,8 @@ struct Inner {
     v3: bool,
     /// How long every answer takes.
     slow: std::time::Duration,
+    /// The dates sent as `Retry-After` by `Scripted::TooManyRequestsUntil`.
+    retry_after_dates: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Default)]
@@ -131,6 +137,11 @@ impl FakeGitlab {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
+    }
+
+    /// The dates sent as `Retry-After` by `Scripted::TooManyRequestsUntil`, in order.
+    pub fn retry_after_dates(&self) -> Vec<chrono::DateTime<chrono::Utc>> {
+        self.lock().retry_after_dates.clone()
     }
 
     /// GitLab's trigger routes, for a server of the test's own making (TLS).
@@ -220,6 +231,14 @@ impl FakeGitlab {
                 );
             }
             Some(Scripted::Delay(delay)) => tokio::time::sleep(delay).await,
+            Some(Scripted::TooManyRequestsUntil(after)) => {
+                let now = chrono::Utc::now();
+                let exact = now + chrono::Duration::from_std(after).unwrap_or_default();
+                let date = exact - chrono::Duration::nanoseconds(i64::from(exact.timestamp_subsec_nanos()));
+                self.lock().retry_after_dates.push(date);
+                let header = date.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+                return (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", header)], "Retry later\n").into_response();
+            }
             None => {}
         }
         self.answer(id, path_ref, &recorded.params, &headers, v3)

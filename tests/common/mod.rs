@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod fake_gitlab;
+pub mod hostile;
 pub mod metrics;
 pub mod pg;
 pub mod pg_cluster;

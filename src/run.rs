@@ -32,7 +32,8 @@ pub enum Ending {
     Succeeded,
     /// GitLab refused, or every attempt failed before reaching it.
     Failed,
-    /// The last attempt may have reached GitLab (a timeout): a pipeline may or may not exist.
+    /// The last attempt may have reached GitLab (a timeout, a reset after sending), or GitLab answered 201 with
+    /// something that is not a pipeline: a pipeline may or may not exist.
     Unknown,
 }
 

@@ -211,7 +211,9 @@ fn is_executable(file: &Path) -> bool {
 fn dump_dom(chromium: &Path, url: &str, more: &[String]) -> String {
     let profile = tempfile::tempdir().expect("a profile directory");
     let args: Vec<String> = more.iter().cloned().chain(["--dump-dom".to_string(), url.to_string()]).collect();
-    browse(chromium, profile.path(), &args)
+    let dom = browse(chromium, profile.path(), &args);
+    common::artifacts::keep("html", dom.as_bytes());
+    dom
 }
 
 /// Whether a page's DOM shows what a test waits for.

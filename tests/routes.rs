@@ -71,6 +71,7 @@ impl App {
         let status = response.status();
         let kind = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.expect("a body");
+        common::artifacts::keep("http", &bytes);
         let body = String::from_utf8(bytes.to_vec()).expect("UTF-8");
         assert!(!body.contains(&TOKEN[6..]), "{method} {path} shows the trigger token:\n{body}");
         assert!(!body.contains(ADMIN), "{method} {path} shows the admin token:\n{body}");

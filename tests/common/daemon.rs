@@ -84,6 +84,11 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // For the leak scan: what it logged, and what it recorded.
+        super::artifacts::keep("log", self.logs().as_bytes());
+        if let Some(dir) = self.log.parent() {
+            super::artifacts::keep_files(dir, "pipecron.db", "db");
+        }
     }
 }
 
@@ -141,6 +146,7 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
     write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("writes");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("reads");
+    super::artifacts::keep("http", answer.as_bytes());
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, body.to_string())

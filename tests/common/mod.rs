@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod artifacts;
 pub mod daemon;
 pub mod fake_gitlab;
 pub mod hostile;
@@ -50,6 +51,8 @@ impl Pipecron {
 
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("the pipecron binary runs");
+        artifacts::keep("stdout", &output.stdout);
+        artifacts::keep("stderr", &output.stderr);
         Run {
             status: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -39,6 +39,13 @@ impl TempDatabase {
 
 impl Drop for TempDatabase {
     fn drop(&mut self) {
+        // For the leak scan: everything pipecron wrote into it.
+        let dump = Command::new("pg_dump")
+            .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", &self.name])
+            .output();
+        if let Ok(dump) = dump {
+            super::artifacts::keep("pgdump", &dump.stdout);
+        }
         let _ = admin(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }

@@ -43,6 +43,22 @@ impl Fixture {
     async fn open(&self) -> Store {
         pipecron::store::open(&self.location).await.expect("opens")
     }
+
+    /// Runs SQL on the database itself, as another program (or a newer pipecron) would; the first column of the
+    /// first row it returns, if any.
+    fn sql(&self, sql: &str) -> String {
+        match (&self.location, &self._db) {
+            (StateLocation::Sqlite(path), _) => {
+                let connection = rusqlite::Connection::open(path).expect("opens");
+                let mut statement = connection.prepare(sql).expect("prepares");
+                let mut rows = statement.query([]).expect("runs");
+                let first = rows.next().expect("steps");
+                first.map(|row| row.get::<_, String>(0).expect("text")).unwrap_or_default()
+            }
+            (_, Some(db)) => db.psql(sql),
+            _ => unreachable!("a PostgreSQL fixture has its database"),
+        }
+    }
 }
 
 fn at(minute: u32) -> DateTime<Utc> {
@@ -245,6 +261,74 @@ async fn several_processes_migrating_a_new_store_at_once_all_start(kind: Kind) {
     }
 }
 
+/// Milliseconds since 1970, as the stores keep times.
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+async fn a_row_it_cannot_read_is_an_error_naming_the_row_and_the_value(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    assert!(store.claim("good", at(0), Reason::Schedule, "r:1:0", at(0)).await.expect("claims"));
+    let insert = |schedule: &str, slot: i64, reason: &str, state: &str| {
+        fixture.sql(&format!(
+            "INSERT INTO runs (schedule, slot, reason, state) VALUES ('{schedule}', {slot}, '{reason}', '{state}')"
+        ));
+    };
+    insert("nightly", ms(at(1)), "schedule", "bogus");
+    let row = "row (nightly, 2026-11-24T12:01:00Z)";
+    let expected = format!(
+        "the state database: {row} has state \"bogus\", which this pipecron does not know; was it written by a \
+         newer version?"
+    );
+    let error = |result: Result<Vec<pipecron::store::Run>, StoreError>| match result {
+        Ok(runs) => panic!("read as {runs:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(error(store.history(Some("nightly"), 10).await), expected);
+    assert_eq!(error(store.history(None, 10).await), expected);
+    assert_eq!(error(store.last_runs().await), expected);
+    assert_eq!(error(store.export(None, 10).await), expected);
+    assert_eq!(store.history(Some("good"), 10).await.expect("the other rows read").len(), 1);
+
+    let right = "reason = 'schedule', state = 'succeeded', attempts = 1, started_at = NULL, http_status = NULL";
+    let why = |set: &str| {
+        fixture.sql(&format!("UPDATE runs SET {right} WHERE schedule = 'nightly'"));
+        fixture.sql(&format!("UPDATE runs SET {set} WHERE schedule = 'nightly'"));
+        async { error(store.history(Some("nightly"), 10).await) }
+    };
+    let reason = why("reason = 'by-the-moon'").await;
+    assert!(
+        reason.contains(&format!("{row} has reason \"by-the-moon\", which this pipecron does not know")),
+        "{reason}"
+    );
+    let started = why("started_at = 9223372036854775807").await;
+    let not_a_time = "has started_at 9223372036854775807, which is not a time (milliseconds since 1970)";
+    assert!(started.contains(&format!("{row} {not_a_time}")), "{started}");
+    let attempts = why("attempts = -1").await;
+    assert!(attempts.contains(&format!("{row} has attempts -1, which is not a count")), "{attempts}");
+    let status = why("http_status = 70000").await;
+    assert!(status.contains(&format!("{row} has http_status 70000, which is not an HTTP status")), "{status}");
+    fixture.sql(&format!("UPDATE runs SET {right} WHERE schedule = 'nightly'"));
+    assert_eq!(run_of(&store, "nightly", at(1)).await.state, RunState::Succeeded, "the row reads once it is right");
+
+    // Beyond chrono's years, but before `runs_before`'s i64::MAX.
+    insert("far", 9_000_000_000_000_000_000, "schedule", "succeeded");
+    let slot = error(store.history(Some("far"), 10).await);
+    let far = "row (far, slot 9000000000000000000) has slot 9000000000000000000, which is not a time";
+    assert!(slot.contains(far), "{slot}");
+    fixture.sql("DELETE FROM runs WHERE schedule = 'far'");
+
+    // A takeover that meets such a row takes nothing over: the rows stay the dead replica's.
+    insert("later", ms(at(2)), "by-the-moon", "claimed");
+    fixture.sql("UPDATE runs SET owner = 'gone:1:00000000' WHERE schedule = 'later'");
+    let me = replica("me", HOUR);
+    store.register(&me).await.expect("registers");
+    let refused = store.take_over(&me).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("row (later, 2026-11-24T12:02:00Z) has reason \"by-the-moon\""), "{refused}");
+    assert_eq!(fixture.sql("SELECT owner FROM runs WHERE schedule = 'later'"), "gone:1:00000000");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -275,6 +359,7 @@ conformance!(
     a_clean_stop_hands_its_claimed_rows_over_at_once,
     history_is_copied_as_it_is_and_only_once,
     several_processes_migrating_a_new_store_at_once_all_start,
+    a_row_it_cannot_read_is_an_error_naming_the_row_and_the_value,
 );
 
 /// The schema as version 1 shipped it, with a row left `claimed` by a kill -9.

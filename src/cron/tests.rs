@@ -110,7 +110,20 @@ fn hash_is_stable_per_name_and_spreads_names() {
         let next = cron.next_after(zone("UTC"), at("2026-11-24T00:00:00Z")).expect("fires");
         next.format("%M").to_string()
     };
-    assert_eq!(minute("nightly"), minute("nightly"));
+    // The documentation promises that `H` picks the same time in every version: these were computed once and are
+    // kept, so that a change of the hash or of how a field uses it fails here rather than moving every schedule.
+    let first_two = |expr: &str, name: &str| -> Vec<String> {
+        let cron = CronExpr::parse(expr, name).expect("valid");
+        let after = at("2026-11-24T00:00:00Z");
+        cron.iter_after(zone("UTC"), after).take(2).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).collect()
+    };
+    assert_eq!(first_two("H H * * *", "nightly"), ["2026-11-24T00:23:00Z", "2026-11-25T00:23:00Z"]);
+    assert_eq!(first_two("H H * * *", "backup"), ["2026-11-24T07:06:00Z", "2026-11-25T07:06:00Z"]);
+    assert_eq!(first_two("H(0-29) H(1-3) * * *", "job-7"), ["2026-11-24T03:10:00Z", "2026-11-25T03:10:00Z"]);
+    assert_eq!(first_two("H/15 * * * *", "reports"), ["2026-11-24T00:14:00Z", "2026-11-24T00:29:00Z"]);
+    assert_eq!(first_two("H H H * *", "monthly"), ["2026-12-04T12:36:00Z", "2027-01-04T12:36:00Z"]);
+    assert_eq!(first_two("H H * * H", "weekly"), ["2026-11-29T05:08:00Z", "2026-12-06T05:08:00Z"]);
+    assert_eq!(minute("nightly"), "23", "the hash comes from the name, not from the expression around it");
     let spread: std::collections::HashSet<String> = (0..50).map(|i| minute(&format!("job-{i}"))).collect();
     assert!(spread.len() > 20, "50 names share only {} minutes", spread.len());
     for i in 0..50 {
@@ -421,5 +434,42 @@ proptest! {
             previous = *t;
         }
         prop_assert_eq!(ours, brute_force(&cron, tz, after, until), "{} in {}", expr, tz);
+    }
+}
+
+#[test]
+fn errors_quote_at_most_80_characters_of_the_expression() {
+    let list = "1,".repeat(50_000) + "99";
+    for source in [format!("{list} * * * *"), "1 ".repeat(50_000), format!("@{}", "x".repeat(100_000))] {
+        let error = CronExpr::parse(&source, "test").expect_err("invalid").to_string();
+        assert!(error.len() < 400, "{} bytes: {}", error.len(), &error[..400]);
+        assert!(error.contains('…'), "{error}");
+    }
+    let error = CronExpr::parse(&format!("{list} * * * *"), "test").expect_err("invalid").to_string();
+    assert!(error.ends_with("99 is out of range; use 0-59"), "{error}");
+}
+
+#[test]
+fn a_long_name_in_a_field_is_refused_quickly() {
+    let started = std::time::Instant::now();
+    let error = CronExpr::parse(&format!("0 0 * {} *", "JANUARY".repeat(20_000)), "test").expect_err("invalid");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(error.to_string().contains("is not a valid value; use 1-12 or JAN-DEC"), "{error}");
+}
+
+#[test]
+fn control_characters_in_an_expression_are_escaped_in_its_error() {
+    let error = CronExpr::parse("@daily\n* * * * *", "test").expect_err("not a nickname").to_string();
+    assert!(!error.contains('\n') && error.starts_with("'@daily\\n* * * * *'"), "{error}");
+}
+
+#[test]
+fn h_may_stand_in_every_field() {
+    for source in ["H H H H H", "H H H H H H", "H(0-29)/10 H/2 H(1-28) H/3 H(1-5)"] {
+        let a = CronExpr::parse(source, "a").expect("valid");
+        let again = CronExpr::parse(source, "a").expect("valid");
+        let after = at("2026-11-24T00:00:00Z");
+        let next = a.next_after(Tz::UTC, after).expect("fires");
+        assert_eq!(Some(next), again.next_after(Tz::UTC, after), "{source}: the same name gives the same times");
     }
 }

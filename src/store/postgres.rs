@@ -221,7 +221,7 @@ impl PostgresStore {
             let locked: bool =
                 transaction.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&TAKEOVER_LOCK]).await?.get(0);
             if !locked {
-                return Ok(Vec::new());
+                return Ok(Ok(Vec::new()));
             }
             let now: i64 = transaction.query_one(&format!("SELECT {DB_NOW}"), &[]).await?.get(0);
             let owners = transaction
@@ -242,15 +242,19 @@ impl PostgresStore {
                     .await?;
                 let sql =
                     format!("UPDATE runs SET owner = $1 WHERE owner = $2 AND state = 'claimed' RETURNING {COLUMNS}");
-                let claimed = transaction.query(&sql, &[&me.id, &owner]).await?.iter().map(read_run).collect();
+                // A row it cannot read ends the takeover uncommitted: nothing is taken over half.
+                let claimed = match read_runs(&transaction.query(&sql, &[&me.id, &owner]).await?) {
+                    Ok(claimed) => claimed,
+                    Err(unreadable) => return Ok(Err(unreadable)),
+                };
                 taken.push(TakenOver { from: owner, claimed, unknown: unknown as usize });
             }
             let stale = "DELETE FROM replicas WHERE heartbeat < $1 - lease AND id <> $2";
             transaction.execute(stale, &[&now, &me.id]).await?;
             transaction.commit().await?;
-            Ok::<_, tokio_postgres::Error>(taken)
+            Ok::<_, tokio_postgres::Error>(Ok(taken))
         };
-        steps.await.map_err(|e| self.error(e))
+        steps.await.map_err(|e| self.error(e))?
     }
 }
 
@@ -310,28 +314,83 @@ fn keys_of(rows: &[Row]) -> HashSet<(String, i64)> {
     rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect()
 }
 
-fn read_run(row: &Row) -> Run {
-    let reason: String = row.get(2);
-    let state: String = row.get(3);
-    let pipeline_id: Option<i64> = row.get(8);
-    Run {
-        schedule: row.get(0),
-        slot: instant(row.get(1)),
-        reason: Reason::parse(&reason).unwrap_or(Reason::Schedule),
-        state: RunState::parse(&state).unwrap_or(RunState::Unknown),
-        attempts: u32::try_from(row.get::<_, i32>(4)).unwrap_or_default(),
-        started_at: row.get::<_, Option<i64>>(5).map(instant),
-        finished_at: row.get::<_, Option<i64>>(6).map(instant),
-        http_status: row.get::<_, Option<i32>>(7).and_then(|s| u16::try_from(s).ok()),
-        pipeline: pipeline_id.map(|id| Pipeline {
-            id: id as u64,
-            iid: row.get::<_, Option<i64>>(9).map(|i| i as u64),
-            status: row.get::<_, Option<String>>(10).unwrap_or_default(),
-            web_url: row.get(11),
-        }),
-        error: row.get(12),
-        owner: row.get(13),
-    }
+/// Reads a row of `runs`. A value this pipecron does not know (a state or reason of a newer version, a time out of
+/// range, a value of the wrong type) is an error that names the row and the value, never a default: a row must not
+/// be taken for something it is not, nor written back changed.
+fn read_run(row: &Row) -> Result<Run, StoreError> {
+    let schedule: String = column(row, 0, "a row")?;
+    let slot_ms: i64 = column(row, 1, &format!("row ({schedule}, ?)"))?;
+    let slot = time(slot_ms, 1, &format!("row ({schedule}, slot {slot_ms})"))?;
+    let at = format!("row ({schedule}, {})", slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    let reason: String = column(row, 2, &at)?;
+    let state: String = column(row, 3, &at)?;
+    let attempts: i32 = column(row, 4, &at)?;
+    let http_status: Option<i32> = column(row, 7, &at)?;
+    let pipeline_id: Option<i64> = column(row, 8, &at)?;
+    Ok(Run {
+        schedule,
+        slot,
+        reason: Reason::parse(&reason).ok_or_else(|| unknown(2, &at, &reason))?,
+        state: RunState::parse(&state).ok_or_else(|| unknown(3, &at, &state))?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| unreadable(format!("{at} has attempts {attempts}, which is not a count")))?,
+        started_at: column::<Option<i64>>(row, 5, &at)?.map(|ms| time(ms, 5, &at)).transpose()?,
+        finished_at: column::<Option<i64>>(row, 6, &at)?.map(|ms| time(ms, 6, &at)).transpose()?,
+        http_status: http_status
+            .map(|s| {
+                u16::try_from(s)
+                    .map_err(|_| unreadable(format!("{at} has http_status {s}, which is not an HTTP status")))
+            })
+            .transpose()?,
+        // Stored `as i64` and read back `as u64`: the same id, whatever its size.
+        pipeline: match pipeline_id {
+            Some(id) => Some(Pipeline {
+                id: id as u64,
+                iid: column::<Option<i64>>(row, 9, &at)?.map(|i| i as u64),
+                status: column::<Option<String>>(row, 10, &at)?.unwrap_or_default(),
+                web_url: column(row, 11, &at)?,
+            }),
+            None => None,
+        },
+        error: column(row, 12, &at)?,
+        owner: column(row, 13, &at)?,
+    })
+}
+
+/// Rows of `runs`, each read by `read_run`; the first that cannot be read is the error.
+fn read_runs(rows: &[Row]) -> Result<Vec<Run>, StoreError> {
+    rows.iter().map(read_run).collect()
+}
+
+fn unreadable(message: String) -> StoreError {
+    StoreError::Query(message)
+}
+
+/// The name of column `index` of `COLUMNS`.
+fn column_name(index: usize) -> &'static str {
+    COLUMNS.split(',').nth(index).map_or("column", str::trim)
+}
+
+/// Column `index` of the row `at` names, as a `T`.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize, at: &str) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|e| unreadable(format!("{at} has a {} this pipecron cannot read: {e}", column_name(index))))
+}
+
+/// A time stored as milliseconds since 1970, in column `index` of the row `at` names.
+fn time(ms: i64, index: usize, at: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+        unreadable(format!("{at} has {} {ms}, which is not a time (milliseconds since 1970)", column_name(index)))
+    })
+}
+
+/// A state or reason this pipecron does not know.
+fn unknown(index: usize, at: &str, value: &str) -> StoreError {
+    let value: String = value.chars().take(60).collect();
+    unreadable(format!(
+        "{at} has {} {value:?}, which this pipecron does not know; was it written by a newer version?",
+        column_name(index)
+    ))
 }
 
 /// A driver error as a person reads it: the server's own message where there is one.
@@ -458,7 +517,7 @@ impl RunStore for PostgresStore {
 
     async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
         let sql = format!("SELECT DISTINCT ON (schedule) {COLUMNS} FROM runs ORDER BY schedule, slot DESC");
-        Ok(self.query(&sql, &[]).await?.iter().map(read_run).collect())
+        read_runs(&self.query(&sql, &[]).await?)
     }
 
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
@@ -468,7 +527,7 @@ impl RunStore for PostgresStore {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
-        Ok(self.query(&sql, &[&limit]).await?.iter().map(read_run).collect())
+        read_runs(&self.query(&sql, &[&limit]).await?)
     }
 
     async fn runs_before(
@@ -479,7 +538,7 @@ impl RunStore for PostgresStore {
     ) -> Result<Vec<Run>, StoreError> {
         let (before, limit) = (before.map_or(i64::MAX, millis), i64::try_from(limit).unwrap_or(i64::MAX));
         let sql = format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 AND slot < $2 ORDER BY slot DESC LIMIT $3");
-        Ok(self.query(&sql, &[&schedule, &before, &limit]).await?.iter().map(read_run).collect())
+        read_runs(&self.query(&sql, &[&schedule, &before, &limit]).await?)
     }
 
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
@@ -538,7 +597,7 @@ impl RunStore for PostgresStore {
             "SELECT {COLUMNS} FROM runs WHERE slot >= $1 AND (slot > $1 OR schedule > $2)
              ORDER BY slot, schedule LIMIT $3"
         );
-        Ok(self.query(&sql, &[&slot, &schedule, &limit]).await?.iter().map(read_run).collect())
+        read_runs(&self.query(&sql, &[&slot, &schedule, &limit]).await?)
     }
 
     async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {

@@ -223,7 +223,7 @@ async fn header(live: &Live) -> crate::page::Header {
 /// The status page: one page of the schedules that match `q`, with each one's last run (one indexed query per
 /// row, so that a page costs the same with 10 schedules or 100,000).
 async fn overview_page(State(live): State<Live>, Query(query): Query<OverviewQuery>) -> Response {
-    let header = header(&live).await;
+    let mut header = header(&live).await;
     let schedules = live.schedules.borrow().clone();
     let matched = crate::page::filter(&schedules, &query.q);
     let pages = matched.len().div_ceil(crate::page::PER_PAGE).max(1);
@@ -233,7 +233,14 @@ async fn overview_page(State(live): State<Live>, Query(query): Query<OverviewQue
     let mut last = Vec::with_capacity(shown.len());
     for schedule in &shown {
         let run = match header.store {
-            Ok(()) => live.store.history(Some(&schedule.name), 1).await.ok().and_then(|runs| runs.into_iter().next()),
+            Ok(()) => match live.store.history(Some(&schedule.name), 1).await {
+                Ok(runs) => runs.into_iter().next(),
+                // A row the store cannot read is said at the top, not shown as no history.
+                Err(error) => {
+                    header.store = Err(error.to_string());
+                    None
+                }
+            },
             Err(_) => None,
         };
         last.push(run);
@@ -263,14 +270,20 @@ async fn schedule_page(
     Path(name): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> Response {
-    let header = header(&live).await;
+    let mut header = header(&live).await;
     let Some(schedule) = find(&live, &name) else {
         let page = crate::page::not_found(&header, &name);
         return (StatusCode::NOT_FOUND, Html(page.into_string())).into_response();
     };
     // A cursor that does not parse shows the first page.
     let before = query.before.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
-    let mut runs = live.store.runs_before(&name, before, RUNS_PER_PAGE + 1).await.unwrap_or_default();
+    let mut runs = match live.store.runs_before(&name, before, RUNS_PER_PAGE + 1).await {
+        Ok(runs) => runs,
+        Err(error) => {
+            header.store = Err(error.to_string());
+            Vec::new()
+        }
+    };
     let older = (runs.len() > RUNS_PER_PAGE).then(|| runs[RUNS_PER_PAGE - 1].slot);
     runs.truncate(RUNS_PER_PAGE);
     let next: Vec<_> = match schedule.enabled {

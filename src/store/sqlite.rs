@@ -45,12 +45,12 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
         }
-        let mut connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        let mut connection = Connection::open(path).map_err(|e| open_error(explain(path, e)))?;
         connection
             .busy_timeout(Duration::from_secs(10))
             .and_then(|_| wal(&connection))
             .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
-            .map_err(|e| open_error(e.to_string()))?;
+            .map_err(|e| open_error(explain(path, e)))?;
         migrate(&mut connection)?;
         Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)), writers: Writers::default() })
     }
@@ -74,6 +74,46 @@ async fn run_blocking<T: Send + 'static>(
     })
     .await
     .map_err(|e| StoreError::Query(e.to_string()))?
+}
+
+/// SQLite's reason, with what it means for a state file and what to do about it.
+fn explain(path: &Path, error: rusqlite::Error) -> String {
+    let code = error.sqlite_error_code();
+    match code {
+        Some(rusqlite::ErrorCode::NotADatabase) => "it is not a SQLite database, so not a pipecron state file; it was \
+            left as it is: move it away, or point --state (PIPECRON_STATE) at another file"
+            .into(),
+        Some(
+            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied,
+        ) => may_not_write(path).unwrap_or_else(|| error.to_string()),
+        _ => error.to_string(),
+    }
+}
+
+/// Why this process may not write the state file or its directory (SQLite keeps its journal beside the file), if
+/// that is the trouble: the error names the user, so that the fix (a chown, a volume's owner) is plain.
+fn may_not_write(path: &Path) -> Option<String> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".pipecron-probe-{}", std::process::id()));
+    let denied = match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            let file = std::fs::OpenOptions::new().write(true).open(path);
+            file.err().filter(|e| e.kind() == std::io::ErrorKind::PermissionDenied).map(|_| path)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(dir),
+        Err(_) => None,
+    }?;
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| format!("{} ({uid})", u.name));
+    Some(format!(
+        "permission denied: user {user} may not write to {}, where the state file and its journal live; give it \
+         write access (chown, or the volume's owner), or point --state (PIPECRON_STATE) elsewhere",
+        denied.display()
+    ))
 }
 
 /// Turns on WAL. Several processes opening a new file at once may find it locked for a moment, which the busy

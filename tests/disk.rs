@@ -1,0 +1,105 @@
+//! The state file's disk under abuse: a file that is not a database, a state directory pipecron may not write,
+//! and a state file another process holds locked. Each is refused with a message that says what is wrong and
+//! what to do, or waited out, and no file is changed that pipecron did not create.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::Pipecron;
+use common::daemon::{Daemon, setup, slots_by_schedule};
+use common::fake_gitlab::{FakeGitlab, TOKEN};
+
+#[test]
+fn a_state_file_that_is_not_a_database_is_refused_and_left_as_it_is() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  nightly:\n    cron: \"30 0 * * *\"\n");
+    let db = dir.path().join("pipecron.db");
+    let noise: Vec<u8> = (0..64 * 1024).map(|_| rand::random::<u8>()).collect();
+    std::fs::write(&db, &noise).expect("writes");
+    for command in [&["run", "--listen", "off"][..], &["status"], &["history"]] {
+        let run = Pipecron::new().current_dir(dir.path()).env("TRIGGER_TOKEN", TOKEN).args(command).run();
+        assert_eq!(run.status, 1, "{command:?}: {run:#?}");
+        assert!(run.stderr.contains("pipecron.db") && run.stderr.contains("not a SQLite database"), "{run:#?}");
+        assert!(run.stderr.contains("--state"), "says what to do: {run:#?}");
+    }
+    assert_eq!(std::fs::read(&db).expect("reads"), noise, "the file is left as it was");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("lists")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with("-wal") || n.ends_with("-shm")),
+        "nothing was created beside it: {names:?}"
+    );
+}
+
+#[test]
+fn a_state_directory_pipecron_may_not_write_says_permission_denied_and_who() {
+    // Root writes anywhere: pipecron runs as nobody, as a hardened service would.
+    if !Pipecron::new().args(["--version"]).run().stdout.contains("pipecron")
+        || std::process::Command::new("setpriv").arg("--version").output().is_err()
+    {
+        assert!(std::env::var_os("CI").is_none(), "setpriv is missing; .ci/run installs util-linux");
+        return eprintln!("skipped: setpriv is missing");
+    }
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  nightly:\n    cron: \"30 0 * * *\"\n");
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod")
+    };
+    mode(dir.path(), 0o755);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("creates");
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_pipecron"))
+        .args(["run", "--listen", "off", "--state"])
+        .arg(state.join("pipecron.db"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TRIGGER_TOKEN", TOKEN)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    common::artifacts::keep("stderr", stderr.as_bytes());
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ermission denied"), "{stderr}");
+    assert!(stderr.contains(&state.display().to_string()), "names the directory: {stderr}");
+    assert!(stderr.contains("65534") || stderr.contains("nobody"), "names who may not write: {stderr}");
+}
+
+#[test]
+fn a_state_file_locked_by_another_process_for_10_s_is_waited_out_and_nothing_is_lost() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  every-second:\n    cron: \"* * * * * *\"\n");
+    let db = dir.path().join("pipecron.db");
+    let daemon = Daemon::spawn(dir.path(), &["--listen", "off", "--shutdown-grace", "5s"], &[]);
+    while slots_by_schedule(&fake).get("every-second").is_none_or(|s| s.len() < 2) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Another process takes the write lock and holds it for 10 s.
+    let locker = rusqlite::Connection::open(&db).expect("opens");
+    locker.execute_batch("BEGIN EXCLUSIVE").expect("locks");
+    std::thread::sleep(Duration::from_secs(10));
+    locker.execute_batch("COMMIT").expect("unlocks");
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    let connection = rusqlite::Connection::open(&db).expect("opens");
+    let integrity: String = connection.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("checks");
+    assert_eq!(integrity, "ok");
+    let (count, first, last, unfinished): (i64, i64, i64, i64) = connection
+        .query_row("SELECT COUNT(*), MIN(slot), MAX(slot), SUM(state IN ('claimed', 'sending')) FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .expect("counts");
+    assert_eq!(count, (last - first) / 1000 + 1, "every second has its row, fired or missed:\n{logs}");
+    assert_eq!(unfinished, 0, "{logs}");
+    let sent = &slots_by_schedule(&fake)["every-second"];
+    let mut unique = sent.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len(), "nothing reached GitLab twice");
+}

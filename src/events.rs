@@ -55,8 +55,8 @@ pub enum Event<'a> {
     Lease { replicas_alive: usize },
     /// This host's clock was measured against the database's: positive when the host runs ahead.
     ClockOffset { seconds: f64 },
-    /// The store answered, or stopped answering.
-    Store { up: bool },
+    /// The store answered, or stopped answering (or writing), and why.
+    Store { up: bool, reason: Option<&'a str> },
     /// The timer loop woke.
     Woke { at: DateTime<Utc> },
 }

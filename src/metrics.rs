@@ -147,7 +147,7 @@ impl Listener for Metrics {
             Event::TookOver { .. } => drop(self.takeovers.inc()),
             Event::Lease { replicas_alive } => drop(self.replicas_alive.set(*replicas_alive as i64)),
             Event::ClockOffset { seconds } => drop(self.clock_offset.set(*seconds)),
-            Event::Store { up } => drop(self.store_up.set(i64::from(*up))),
+            Event::Store { up, .. } => drop(self.store_up.set(i64::from(*up))),
             Event::Woke { at } => drop(self.last_wake.set(seconds(*at))),
             Event::Claimed { .. } | Event::Sending { .. } => {}
         }

@@ -54,27 +54,35 @@ pub struct Live {
     pub state: String,
 }
 
-/// Whether the running configuration is the newest: a listener of the reload events.
+/// Whether the running configuration is the newest, and whether the scheduler's calls to the store work: a
+/// listener of the reload and store events.
 #[derive(Debug, Default)]
 pub struct ConfigHealth {
     /// Why the last reload was refused, while the configuration running is an older one.
     reload_error: Mutex<Option<String>>,
+    /// Why the scheduler's calls to the store fail (a full disk, say), while they do.
+    store_error: Mutex<Option<String>>,
 }
 
 impl ConfigHealth {
     pub fn reload_error(&self) -> Option<String> {
         self.reload_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Listener for ConfigHealth {
     fn on(&self, event: &Event<'_>) {
-        let error = match event {
-            Event::Reloaded => None,
-            Event::ReloadFailed { error } => Some(error.to_string()),
+        let (slot, error) = match event {
+            Event::Reloaded => (&self.reload_error, None),
+            Event::ReloadFailed { error } => (&self.reload_error, Some(error.to_string())),
+            Event::Store { reason, .. } => (&self.store_error, reason.map(str::to_string)),
             _ => return,
         };
-        *self.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = error;
     }
 }
 
@@ -130,7 +138,9 @@ async fn healthz(State(live): State<Live>) -> Response {
 /// Ready when a valid configuration runs and the store answers. A refused reload leaves the older, valid
 /// configuration running: still ready, and the reason is said.
 async fn readyz(State(live): State<Live>) -> Response {
-    if let Err(error) = live.store.live_replicas().await {
+    // A store that reads but cannot write (a full disk) is not ready either: the scheduler's writes fail.
+    let store = live.store.live_replicas().await.map(drop).map_err(|e| e.to_string());
+    if let Err(error) = store.and_then(|()| live.config.store_error().map_or(Ok(()), Err)) {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {error}\n")).into_response();
     }
     match live.config.reload_error() {
@@ -213,7 +223,13 @@ struct OverviewQuery {
 async fn header(live: &Live) -> crate::page::Header {
     crate::page::Header {
         version: env!("CARGO_PKG_VERSION"),
-        store: live.store.live_replicas().await.map(drop).map_err(|e| e.to_string()),
+        store: live
+            .store
+            .live_replicas()
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+            .and_then(|()| live.config.store_error().map_or(Ok(()), Err)),
         reload_error: live.config.reload_error(),
         state: live.state.clone(),
         now: Utc::now(),

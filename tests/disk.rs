@@ -103,3 +103,111 @@ fn a_state_file_locked_by_another_process_for_10_s_is_waited_out_and_nothing_is_
     unique.dedup();
     assert_eq!(unique.len(), sent.len(), "nothing reached GitLab twice");
 }
+
+#[test]
+fn a_full_disk_stops_nothing_but_the_writes_says_so_once_and_recording_resumes_with_space() {
+    // A small tmpfs of its own, in a mount namespace of its own: nothing of the machine's disk is filled.
+    let namespace = std::process::Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success());
+    if !namespace {
+        assert!(std::env::var_os("CI").is_none(), "unshare -m must work in CI (it runs as root)");
+        return eprintln!("skipped: cannot make a mount namespace here");
+    }
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  every-second:\n    cron: \"* * * * * *\"\n    catch_up: 1h\n");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("creates");
+    let log = dir.path().join("daemon.log");
+    let mut shell = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=4m tmpfs "$0" && "$@"; sleep 60"#)
+        .arg(&state)
+        .arg(env!("CARGO_BIN_EXE_pipecron"))
+        .args(["run", "--log-format", "json", "--listen", "127.0.0.1:0", "--shutdown-grace", "5s", "--state"])
+        .arg(state.join("pipecron.db"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TRIGGER_TOKEN", TOKEN)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stderr(std::fs::File::create(&log).expect("a log"))
+        .spawn()
+        .expect("starts");
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let inside = |command: &str| {
+        let status = std::process::Command::new("nsenter")
+            .args(["-t", &shell.id().to_string(), "-m", "--", "sh", "-c", command])
+            .status()
+            .expect("nsenter runs");
+        status.success()
+    };
+    let sent = || slots_by_schedule(&fake).get("every-second").map_or(0, Vec::len);
+    wait("it fires", || sent() >= 2);
+    let addr = listening(&logs);
+
+    let filler = state.join("filler");
+    inside(&format!("cat /dev/zero > {} 2>/dev/null", filler.display()));
+    wait("readyz says the disk is full", || {
+        let (status, body) = common::daemon::http(&addr, "GET", "/readyz");
+        status == 503 && body.contains("cannot be written")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(common::daemon::http(&addr, "GET", "/healthz").0, 200, "the timer loop lives on");
+    assert!(inside(&format!("rm {}", filler.display())), "frees the space");
+    wait("the writes resume", || logs().contains("can be written again"));
+    let resumed = sent();
+    wait("it fires again", || sent() >= resumed + 2);
+    wait("readyz is ready again", || common::daemon::http(&addr, "GET", "/readyz").0 == 200);
+
+    let pid = String::from_utf8_lossy(
+        &std::process::Command::new("pgrep").args(["-P", &shell.id().to_string()]).output().expect("pgrep").stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().is_ok_and(|s| s.success()));
+    wait("it stops", || logs().contains("pipecron stopped"));
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).expect("creates");
+    assert!(inside(&format!("cp {}/pipecron.db* {}", state.display(), copy.display())), "copies the store out");
+    let _ = shell.kill();
+    let _ = shell.wait();
+
+    let logs = logs();
+    common::artifacts::keep("log", logs.as_bytes());
+    assert_eq!(logs.matches("cannot be written; no slot is fired").count(), 1, "logged once:\n{logs}");
+    let connection = rusqlite::Connection::open(copy.join("pipecron.db")).expect("opens");
+    let integrity: String = connection.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("checks");
+    assert_eq!(integrity, "ok", "the store is intact");
+    let (count, first, last, unfinished): (i64, i64, i64, i64) = connection
+        .query_row("SELECT COUNT(*), MIN(slot), MAX(slot), SUM(state IN ('claimed', 'sending')) FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .expect("counts");
+    let mut rows = connection.prepare("SELECT slot, state, reason FROM runs ORDER BY slot").expect("prepares");
+    let rows: Vec<(i64, String, String)> = rows
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("reads")
+        .collect::<Result<_, _>>()
+        .expect("reads");
+    assert_eq!(count, (last - first) / 1000 + 1, "every second of the outage is recorded, fired or missed: {rows:?}");
+    assert_eq!(unfinished, 0, "{logs}");
+}
+
+fn wait(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !probe() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The address the daemon bound, from its log.
+fn listening(logs: &dyn Fn() -> String) -> String {
+    let mut found = None;
+    wait("it says where it listens", || {
+        found = logs().lines().find_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            (event["message"] == "listening").then(|| event["addr"].as_str().map(String::from)).flatten()
+        });
+        found.is_some()
+    });
+    found.unwrap_or_default()
+}

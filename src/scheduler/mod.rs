@@ -87,6 +87,8 @@ pub struct Scheduler<S, T, C> {
     queue: Queue,
     tasks: JoinSet<()>,
     unclaimed: Arc<Mutex<Unclaimed>>,
+    /// Wakes the loop to claim the unclaimed slots at once, when the store takes a claim again.
+    claim_again: Arc<tokio::sync::Notify>,
     /// When the loop last woke (milliseconds since the epoch), for a health check.
     loop_woke: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -112,6 +114,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             queue: Queue::default(),
             tasks: JoinSet::new(),
             unclaimed: Arc::default(),
+            claim_again: Arc::default(),
             loop_woke: Arc::default(),
         }
     }
@@ -165,6 +168,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                 _ = self.shared.clock.wait_until(wake) => {}
                 Some(schedules) = reloads.recv() => self.reload(schedules),
                 Some(dead) = taken.recv() => self.adopt(dead),
+                _ = self.claim_again.notified() => {}
                 _ = &mut shutdown => break,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
@@ -376,13 +380,21 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         let context = self.context();
         let unclaimed = self.unclaimed.clone();
+        let claim_again = self.claim_again.clone();
         let jitters: Vec<Duration> = fires.iter().map(|(s, _, _)| jitter(s.jitter)).collect();
         self.tasks.spawn(async move {
             let keys = fires.iter().map(|(s, slot, reason)| (s.name.to_string(), *slot, *reason)).collect();
             let claimed = match context.store.claim_many(keys, &context.replica.id, context.clock.now()).await {
                 Ok(claimed) => {
                     context.health.ok();
-                    unclaimed.lock().unwrap_or_else(|p| p.into_inner()).wait = Duration::ZERO;
+                    let mut waiting = unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+                    waiting.wait = Duration::ZERO;
+                    // The store takes claims again: the slots it did not take are claimed now, not after the
+                    // back-off, lest a stop soon after leave them in no row at all.
+                    if !waiting.slots.is_empty() {
+                        waiting.retry_at = Some(context.clock.now());
+                        claim_again.notify_one();
+                    }
                     claimed
                 }
                 Err(error) => {
@@ -428,6 +440,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
+        self.record_unclaimed().await;
         if finished.is_ok() {
             return;
         }
@@ -458,6 +471,29 @@ fn publish_missed(events: &Events, missed: &[crate::store::Key]) {
     }
     for (schedule, slots) in counts {
         events.publish(Event::Missed { schedule, slots });
+    }
+}
+
+impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
+    /// At a stop, records as missed the slots the store never took, if it takes them now: otherwise no row would
+    /// say they passed, since a restart catches up only after the newest recorded slot.
+    async fn record_unclaimed(&mut self) {
+        let slots = std::mem::take(&mut self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).slots);
+        if slots.is_empty() {
+            return;
+        }
+        let keys: Vec<crate::store::Key> = slots.iter().map(|(s, slot, _)| (s.name.to_string(), *slot)).collect();
+        let now = self.shared.clock.now();
+        let recorded = tokio::time::timeout(Duration::from_secs(2), self.shared.store.record_missed(keys.clone(), now));
+        match recorded.await {
+            Ok(Ok(())) => {
+                tracing::warn!(slots = keys.len(), "stopped before the store took these slots; recorded missed");
+                publish_missed(&self.shared.events, &keys);
+            }
+            _ => {
+                tracing::error!(slots = keys.len(), "stopped before the store took these slots; they are not recorded")
+            }
+        }
     }
 }
 

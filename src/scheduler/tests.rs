@@ -543,3 +543,21 @@ async fn the_metrics_hear_fires_missed_slots_and_a_store_outage() {
     assert_eq!(h.metric("pipecron_schedule_last_success_timestamp_seconds{schedule=\"minutely\"}"), Some(last));
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_store_away_for_seconds_leaves_every_per_second_slot_fired_or_missed() {
+    let list = schedules("  every-second:\n    cron: \"* * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    h.next(2).await;
+    h.store.set_down(true);
+    tokio::time::sleep(Duration::from_millis(4300)).await;
+    h.store.set_down(false);
+    // A stop soon after: the slots the store did not take are claimed at once, not after the back-off.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let store = h.store.clone();
+    h.stop().await;
+    let runs = store.history(Some("every-second"), 100).await.expect("reads");
+    let slots: Vec<(DateTime<Utc>, RunState)> = runs.iter().rev().map(|r| (r.slot, r.state)).collect();
+    let (first, last) = (slots[0].0, slots[slots.len() - 1].0);
+    assert_eq!(slots.len() as i64, (last - first).num_seconds() + 1, "a second is missing: {slots:?}");
+}

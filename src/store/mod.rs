@@ -107,6 +107,9 @@ pub enum StoreError {
     Query(String),
     #[error("the state database {location} is unreachable: {reason}")]
     Unreachable { location: String, reason: String },
+    /// It answers, but cannot write: a full disk, an I/O error. Like an outage, it lasts until it is fixed.
+    #[error("the state database cannot be written: {0}")]
+    Unwritable(String),
     #[error(
         "the state database was written by a newer pipecron (schema {found}, this one knows {known}); upgrade pipecron"
     )]

@@ -35,7 +35,12 @@ fn query_error(e: rusqlite::Error) -> StoreError {
     {
         return StoreError::Query(message.clone());
     }
-    StoreError::Query(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::ReadOnly) => {
+            StoreError::Unwritable(e.to_string())
+        }
+        _ => StoreError::Query(e.to_string()),
+    }
 }
 
 impl SqliteStore {

@@ -13,11 +13,11 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use url::Url;
 
-use super::diag::Reporter;
+use super::diag::{Reporter, clip, thousands};
 use super::interpolate::{Env, Interpolated, interpolate, is_var_name};
 use super::yaml::{Node, Pos, Value};
 use crate::schedule::{Api, Project, TokenSource};
-use crate::secret::Secret;
+use crate::secret::{FileError, Secret};
 
 /// Every key a schedule may have. `defaults` may have all of them but `cron`.
 pub const KEYS: [&str; 18] = [
@@ -43,6 +43,31 @@ pub const KEYS: [&str; 18] = [
 
 /// The prefix of the variables pipecron adds to every trigger.
 pub const RESERVED_PREFIX: &str = "PIPECRON_";
+
+/// The longest value of a one-line key (cron, gitlab, project, ref, description, ...), in characters.
+pub const MAX_TEXT: usize = 1_000;
+
+/// The longest text of a variable or an input, in characters.
+pub const MAX_VALUE: usize = 10_000;
+
+/// The longest path in `token_file` and `ca_file` (Linux's PATH_MAX).
+const MAX_PATH: usize = 4_096;
+
+/// The largest `ca_file`: the whole Mozilla bundle is about 200 KB.
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
+/// The most retries: with backoff, more would keep a slot busy for hours.
+const MAX_RETRIES: u32 = 100;
+
+/// The longest `timeout` of one request: a request held longer holds a place in the pool as long.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The longest `catch_up`: a year.
+const MAX_CATCH_UP: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Text longer than this is not compared with known names for a "did you mean": it is no typo, and comparing it
+/// costs time in proportion to its length.
+pub const MAX_SUGGESTED: usize = 64;
 
 /// A value and where it was written.
 #[derive(Debug, Clone)]
@@ -70,6 +95,7 @@ pub struct Fields {
     pub project: Option<At<Project>>,
     pub git_ref: Option<At<String>>,
     pub variables: BTreeMap<String, At<String>>,
+    pub variables_pos: Option<Pos>,
     pub inputs: BTreeMap<String, At<serde_json::Value>>,
     pub inputs_pos: Option<Pos>,
     pub description: Option<At<String>>,
@@ -102,6 +128,7 @@ impl Fields {
             project: or(self.project, &defaults.project),
             git_ref: or(self.git_ref, &defaults.git_ref),
             variables,
+            variables_pos: self.variables_pos.or(defaults.variables_pos),
             inputs,
             inputs_pos: self.inputs_pos.or(defaults.inputs_pos),
             description: or(self.description, &defaults.description),
@@ -150,22 +177,32 @@ impl Reader<'_> {
 
     fn read_key(&self, f: &mut Fields, key: &'static str, node: &Node, rep: &mut Reporter) -> Result<(), String> {
         match key {
-            "cron" => f.cron = at(node.pos, text(node)?.to_string()),
+            "cron" => f.cron = at(node.pos, cron_text(node)?.to_string()),
             "timezone" => f.timezone = at(node.pos, timezone(text(node)?)?),
             "gitlab" => f.gitlab = at(node.pos, self.gitlab(node)?),
             "token" => f.credential = at(node.pos, self.token(node, rep)?),
             "token_file" => f.credential = at(node.pos, self.token_file(node)?),
             "project" => f.project = at(node.pos, self.project(node)?),
             "ref" => f.git_ref = at(node.pos, self.git_ref(node)?),
-            "variables" => self.variables(node, &mut f.variables, rep)?,
+            "variables" => {
+                f.variables_pos = Some(node.pos);
+                self.variables(node, &mut f.variables, rep)?
+            }
             "inputs" => {
                 f.inputs_pos = Some(node.pos);
                 self.inputs(node, &mut f.inputs)?
             }
-            "description" => f.description = at(node.pos, self.interpolated(node)?.text),
+            "description" => f.description = at(node.pos, self.description(node)?),
             "enabled" => f.enabled = at(node.pos, boolean(node)?),
             "allow_http" => f.allow_http = at(node.pos, boolean(node)?),
-            "catch_up" => f.catch_up = at(node.pos, duration(node)?),
+            "catch_up" => match duration(node)? {
+                catch_up if catch_up > MAX_CATCH_UP => {
+                    return Err(
+                        "a catch_up longer than a year is not useful; use at most 366d, or 0 to turn it off".into()
+                    );
+                }
+                catch_up => f.catch_up = at(node.pos, catch_up),
+            },
             "jitter" => match duration(node)? {
                 jitter if jitter > MAX_JITTER => {
                     return Err(
@@ -176,6 +213,9 @@ impl Reader<'_> {
             },
             "timeout" => match duration(node)? {
                 Duration::ZERO => return Err("a timeout of 0 would fail every request; use e.g. 30s".into()),
+                timeout if timeout > MAX_TIMEOUT => {
+                    return Err("a timeout longer than an hour holds a request that long; use at most 1h".into());
+                }
                 timeout => f.timeout = at(node.pos, timeout),
             },
             "retries" => f.retries = at(node.pos, retries(node)?),
@@ -186,12 +226,46 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn interpolated(&self, node: &Node) -> Result<Interpolated, String> {
-        interpolate(text(node)?, self.env)
+    /// The node's text with `${VAR}` resolved; `what` names the value for the error if either form is longer
+    /// than `max` characters.
+    fn interpolated(&self, node: &Node, max: usize, what: &str) -> Result<Interpolated, String> {
+        let raw = limited(text(node)?, max, what)?;
+        let found = interpolate(raw, self.env)?;
+        // What came from the environment may be a secret: errors about it quote only what the file says.
+        let from_env = !found.vars.is_empty();
+        let chars = found.text.chars().count();
+        if from_env && chars > max {
+            return Err(format!(
+                "once ${{VAR}} is resolved, the value is {} characters long; {what} is at most {}",
+                thousands(chars),
+                thousands(max)
+            ));
+        }
+        if found.text.contains('\0') {
+            let shown = match from_env {
+                true => "once ${VAR} is resolved, the value".to_string(),
+                false => format!("'{}'", clip(raw)),
+            };
+            return Err(format!("{shown} holds a NUL character (\\0), which GitLab cannot store; remove it"));
+        }
+        Ok(found)
+    }
+
+    /// Free text, shown in lists and on the status page: no control characters but tabs and line breaks.
+    fn description(&self, node: &Node) -> Result<String, String> {
+        let text = self.interpolated(node, MAX_TEXT, "a description")?.text;
+        match text.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+            Some(c) => Err(format!(
+                "the description holds the control character {}, which would be sent to terminals as it is; a \
+                 description is plain text",
+                c.escape_default()
+            )),
+            None => Ok(text),
+        }
     }
 
     fn gitlab(&self, node: &Node) -> Result<Option<Arc<Url>>, String> {
-        let found = self.interpolated(node)?;
+        let found = self.interpolated(node, MAX_TEXT, "a URL")?;
         if !found.resolved {
             return Ok(None);
         }
@@ -199,7 +273,7 @@ impl Reader<'_> {
     }
 
     fn token(&self, node: &Node, rep: &mut Reporter) -> Result<Credential, String> {
-        let found = self.interpolated(node)?;
+        let found = self.interpolated(node, MAX_TEXT, "a token")?;
         if found.vars.is_empty() {
             rep.warning(
                 node.pos,
@@ -220,7 +294,7 @@ impl Reader<'_> {
     }
 
     fn token_file(&self, node: &Node) -> Result<Credential, String> {
-        let found = self.interpolated(node)?;
+        let found = self.interpolated(node, MAX_PATH, "a path")?;
         let path = self.dir.join(&found.text);
         let secret = match self.env {
             None => None,
@@ -230,17 +304,21 @@ impl Reader<'_> {
     }
 
     fn ca_file(&self, node: &Node) -> Result<PathBuf, String> {
-        let found = self.interpolated(node)?;
+        let found = self.interpolated(node, MAX_PATH, "a path")?;
         let path = self.dir.join(&found.text);
         // Like token_file, a CA bundle often exists only on the host that runs pipecron.
         if self.env.is_some() {
-            let pem = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read ca_file '{}': {}", path.display(), io_reason(&e)))?;
-            if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(format!(
-                    "ca_file '{}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                    path.display()
-                ));
+            let shown = clip(&path.display().to_string());
+            let pem = crate::secret::read_file(&path, MAX_CA_FILE).map_err(|e| {
+                let hint = match e {
+                    FileError::TooLarge { .. } => "a CA bundle is a few hundred KB at most",
+                    FileError::NotAFile(_) => "point ca_file at a PEM file",
+                    FileError::Io(_) => "check the path and its permissions",
+                };
+                format!("ca_file '{shown}' {e}; {hint}")
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("ca_file '{shown}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
             }
         }
         Ok(path)
@@ -251,26 +329,35 @@ impl Reader<'_> {
         let text = match &node.value {
             Value::Int(id) if *id > 0 => return Ok(Project::Id(*id as u64)),
             Value::Int(id) => return Err(format!("{id} is not a project id; {hint}")),
-            Value::String(_) => self.interpolated(node)?,
+            Value::Float(f) => return Err(format!("{f} is not a project id (not whole, or too large); {hint}")),
+            Value::String(_) => self.interpolated(node, MAX_TEXT, "a project path")?,
             other => return Err(format!("expected a project id or path, found {}; {hint}", other.kind())),
         };
         let path = text.text.trim();
         if !text.resolved {
             return Ok(Project::Path(path.to_string()));
         }
-        if let Ok(id) = path.parse::<u64>() {
-            return match id {
-                0 => Err(format!("0 is not a project id; {hint}")),
-                id => Ok(Project::Id(id)),
-            };
+        match path.parse::<u64>() {
+            Ok(0) => return Err(format!("0 is not a project id; {hint}")),
+            Ok(id) => return Ok(Project::Id(id)),
+            Err(_) if !path.is_empty() && path.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(format!("{} is too large for a project id; {hint}", clip(path)));
+            }
+            Err(_) => {}
         }
         if let Some(rest) = path.strip_prefix("https://").or_else(|| path.strip_prefix("http://")) {
             let suggestion = rest.split_once('/').map(|(_, p)| p.trim_end_matches('/')).unwrap_or(rest);
-            return Err(format!("'{path}' is a URL; write the project path only, such as {suggestion}"));
+            return Err(format!(
+                "'{}' is a URL; write the project path only, such as {}",
+                clip(path),
+                clip(suggestion)
+            ));
         }
         let segments: Vec<&str> = path.split('/').collect();
-        if segments.len() < 2 || segments.iter().any(|s| s.is_empty() || s.chars().any(char::is_whitespace)) {
-            return Err(format!("'{path}' is neither a positive integer nor a project path; {hint}"));
+        if segments.len() < 2
+            || segments.iter().any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(format!("'{}' is neither a positive integer nor a project path; {hint}", clip(path)));
         }
         Ok(Project::Path(path.to_string()))
     }
@@ -280,11 +367,17 @@ impl Reader<'_> {
             Value::Int(_) | Value::Float(_) => {
                 return Err("the ref was read as a number; quote it, e.g. ref: \"1.10\"".into());
             }
-            _ => self.interpolated(node)?,
+            _ => self.interpolated(node, MAX_TEXT, "a ref")?,
         };
         let git_ref = found.text.trim();
         if git_ref.is_empty() {
             return Err("the ref is empty; write a branch or tag name such as main".into());
+        }
+        if git_ref.chars().any(|c| c.is_control()) {
+            return Err(format!(
+                "'{}' holds a control character, which no git ref can; write a branch or tag name",
+                clip(git_ref)
+            ));
         }
         if found.resolved && matches!(git_ref.len(), 40 | 64) && git_ref.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(format!(
@@ -304,9 +397,21 @@ impl Reader<'_> {
                 rep.error(key.pos, Some(&path), message);
                 continue;
             }
+            if let Value::String(raw) = &value.value
+                && let Some(masked) = crate::secret::find_token(raw)
+            {
+                let message = format!(
+                    "this value looks like a GitLab token ({masked}) written in plain text; keep it out of git: write \
+                     ${{VAR}} and set VAR in the environment"
+                );
+                rep.warning(value.pos, Some(&path), message);
+            }
             let text = match &value.value {
-                Value::String(_) => self.interpolated(value).map(|i| i.text),
+                Value::String(_) => self.interpolated(value, MAX_VALUE, "a variable's value").map(|i| i.text),
                 Value::Int(i) => Ok(i.to_string()),
+                Value::Float(f) if !f.is_finite() => {
+                    Err("is not a finite number; quote it to send it as text, such as \"1e400\"".to_string())
+                }
                 Value::Float(f) => Ok(f.to_string()),
                 Value::Bool(b) => Ok(b.to_string()),
                 Value::Null => Err("has no value; write \"\" for an empty value".to_string()),
@@ -327,7 +432,7 @@ impl Reader<'_> {
             return Err(format!("expected a mapping of name: value, found {}", node.value.kind()));
         };
         for (key, value) in entries {
-            let json = self.json(value).map_err(|e| format!("input '{}': {e}", key.name))?;
+            let json = self.json(value).map_err(|e| format!("input '{}': {e}", clip(&key.name)))?;
             out.insert(key.name.clone(), At { pos: key.pos, value: json });
         }
         Ok(())
@@ -343,7 +448,7 @@ impl Reader<'_> {
             Value::Float(f) => {
                 serde_json::Number::from_f64(*f).map(J::Number).ok_or("NaN and infinity are not valid input values")?
             }
-            Value::String(_) => J::String(self.interpolated(node)?.text),
+            Value::String(_) => J::String(self.interpolated(node, MAX_VALUE, "an input's text")?.text),
             Value::Seq(items) => J::Array(items.iter().map(|i| self.json(i)).collect::<Result<_, _>>()?),
             Value::Map(entries) => J::Object(
                 entries.iter().map(|(k, v)| Ok((k.name.clone(), self.json(v)?))).collect::<Result<_, String>>()?,
@@ -360,11 +465,12 @@ fn unknown_key(key: &str, allowed: &[&str]) -> String {
     if key == "cron" {
         return "cron cannot have a default: each schedule sets its own".into();
     }
-    let hint = match crate::suggest::closest(key, allowed.iter().copied()) {
+    let close = (key.len() <= MAX_SUGGESTED).then(|| crate::suggest::closest(key, allowed.iter().copied())).flatten();
+    let hint = match close {
         Some(known) => format!("did you mean '{known}'?"),
         None => format!("known keys are {}", allowed.join(", ")),
     };
-    format!("unknown key '{key}'; {hint}")
+    format!("unknown key '{}'; {hint}", clip(key))
 }
 
 fn text(node: &Node) -> Result<&str, String> {
@@ -374,10 +480,38 @@ fn text(node: &Node) -> Result<&str, String> {
     }
 }
 
+/// A cron expression's text: one line, and not too long to show.
+fn cron_text(node: &Node) -> Result<&str, String> {
+    let text = limited(text(node)?, MAX_TEXT, "a cron expression")?;
+    // Tabs separate fields as spaces do, as in a crontab.
+    if text.trim().chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!(
+            "'{}' holds a line break or a control character; a cron expression is one line of fields separated \
+             by spaces",
+            clip(text)
+        ));
+    }
+    Ok(text)
+}
+
+/// `text`, if it is at most `max` characters long; `what` names it for the error.
+fn limited<'t>(text: &'t str, max: usize, what: &str) -> Result<&'t str, String> {
+    // Characters take 1 to 4 bytes: count only when the bytes cannot decide.
+    if text.len() <= max || text.chars().count() <= max {
+        return Ok(text);
+    }
+    Err(format!(
+        "'{}' is {} characters long; {what} is at most {}",
+        clip(text),
+        thousands(text.chars().count()),
+        thousands(max)
+    ))
+}
+
 fn boolean(node: &Node) -> Result<bool, String> {
     match &node.value {
         Value::Bool(b) => Ok(*b),
-        Value::String(s) => Err(format!("'{s}' is not a boolean; write true or false")),
+        Value::String(s) => Err(format!("'{}' is not a boolean; write true or false", clip(s))),
         other => Err(format!("expected true or false, found {}", other.kind())),
     }
 }
@@ -386,18 +520,39 @@ fn boolean(node: &Node) -> Result<bool, String> {
 const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 
 fn duration(node: &Node) -> Result<Duration, String> {
+    let hint = "write a number with a unit, such as 90s, 15m, 1h or 2h30m, or 0";
     match &node.value {
         Value::Int(0) => Ok(Duration::ZERO),
+        Value::Int(n) if *n < 0 => Err(format!("{n} is negative; a duration is 0 or more: {hint}")),
         Value::Int(n) => Err(format!("{n} has no unit; write e.g. {n}s or {n}m")),
-        Value::String(s) => crate::duration::parse(s),
+        Value::String(s) if s.trim_start().starts_with('-') => {
+            Err(format!("'{}' is negative; a duration is 0 or more: {hint}", clip(s)))
+        }
+        // The parser quotes the whole text in its errors; a duration is never long.
+        Value::String(s) => {
+            crate::duration::parse(limited(s, 40, "a duration")?).map_err(|e| match e.ends_with("too large") {
+                true => format!("{e}; {hint}"),
+                false => e,
+            })
+        }
+        Value::Float(f) => Err(format!("{f} is not a duration; {hint}")),
         other => Err(format!("expected a duration such as 90s, 15m or 2h30m, found {}", other.kind())),
     }
 }
 
 fn retries(node: &Node) -> Result<u32, String> {
+    let hint = format!("write a whole number from 0 to {MAX_RETRIES}, such as 5");
     match &node.value {
-        Value::Int(n) => u32::try_from(*n).map_err(|_| format!("{n} is not a number of retries; write 0 or more")),
-        other => Err(format!("expected a whole number of retries, such as 5, found {}", other.kind())),
+        Value::Int(n) if (0..=i64::from(MAX_RETRIES)).contains(n) => Ok(*n as u32),
+        Value::Int(n) if *n < 0 => Err(format!("{n} is not a number of retries; {hint}")),
+        Value::Int(n) => Err(format!("{n} retries are too many: with backoff they would take days; {hint}")),
+        // A whole number too large for 64 bits is read as a float.
+        Value::Float(f) if f.fract() == 0.0 && *f > 0.0 => Err(format!("{f} retries are too many; {hint}")),
+        Value::Float(f) => Err(format!("{f} is not a whole number; {hint}")),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!("{} retries are too many; {hint}", clip(s)))
+        }
+        other => Err(format!("expected a whole number of retries, found {}; {hint}", other.kind())),
     }
 }
 
@@ -405,14 +560,19 @@ fn api(text: &str) -> Result<Api, String> {
     match text {
         "v4" => Ok(Api::V4),
         "v3" => Ok(Api::V3),
-        other => Err(format!("'{other}' is not an API version; write v4, or v3 for GitLab older than 11")),
+        other => Err(format!("'{}' is not an API version; write v4, or v3 for GitLab older than 11", clip(other))),
     }
 }
 
 fn timezone(name: &str) -> Result<Tz, String> {
     Tz::from_str(name).map_err(|_| {
         let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
-        match crate::suggest::closest_n(name, names, 3).as_slice() {
+        let close = match name.len() <= MAX_SUGGESTED {
+            true => crate::suggest::closest_n(name, names, 3),
+            false => Vec::new(),
+        };
+        let name = clip(name);
+        match close.as_slice() {
             [] => format!("unknown time zone '{name}'; write an IANA name such as Europe/Berlin or UTC"),
             close => format!("unknown time zone '{name}'; did you mean {}?", close.join(", ")),
         }
@@ -421,9 +581,9 @@ fn timezone(name: &str) -> Result<Tz, String> {
 
 fn gitlab_url(text: &str) -> Result<Url, String> {
     let hint = "write the base URL of your GitLab, such as https://gitlab.example.com";
-    let url = Url::parse(text.trim()).map_err(|e| format!("'{text}' is not an absolute URL ({e}); {hint}"))?;
+    let url = Url::parse(text.trim()).map_err(|e| format!("'{}' is not an absolute URL ({e}); {hint}", clip(text)))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("'{}' is not an http(s) URL; {hint}", url.scheme()));
+        return Err(format!("'{}' is not an http(s) URL; {hint}", clip(url.scheme())));
     }
     if url.host().is_none() {
         return Err(format!("the URL has no host; {hint}"));
@@ -454,29 +614,39 @@ pub fn is_loopback(url: &Url) -> bool {
 fn variable_name(name: &str) -> Result<(), String> {
     if !is_var_name(name) {
         return Err(format!(
-            "'{name}' is not a valid variable name; use letters, digits and _, not starting with a digit"
+            "'{}' is not a valid variable name; use letters, digits and _, not starting with a digit",
+            clip(name)
         ));
     }
     if name.to_ascii_uppercase().starts_with(RESERVED_PREFIX) {
-        return Err(format!("'{name}' starts with {RESERVED_PREFIX}, which pipecron reserves for its own variables"));
+        return Err(format!(
+            "'{}' starts with {RESERVED_PREFIX}, which pipecron reserves for its own variables",
+            clip(name)
+        ));
     }
     Ok(())
 }
 
+/// Reads the token from a regular file of at most 64 KiB. Nothing of the file's content is ever put in an error.
 fn read_token_file(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read token_file '{}': {}", path.display(), io_reason(&e)))?;
+    let shown = clip(&path.display().to_string());
+    let bytes = crate::secret::read_file(path, crate::secret::MAX_TOKEN_FILE).map_err(|e| match e {
+        FileError::Io(reason) => format!("cannot read token_file '{shown}': {reason}"),
+        FileError::NotAFile(_) => {
+            format!("token_file '{shown}' {e}; point it at a file that holds only the token")
+        }
+        FileError::TooLarge { .. } => {
+            format!("token_file '{shown}' {e}; it should hold only the token, one short line")
+        }
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("token_file '{shown}' is not text (not UTF-8); it should hold only the token"))?;
     match text.trim() {
-        "" => Err(format!("token_file '{}' is empty", path.display())),
+        "" => Err(format!("token_file '{shown}' is empty")),
+        token if token.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(format!(
+            "token_file '{shown}' holds more than one word or line; it should hold only the token (surrounding \
+             whitespace and the final newline are trimmed)"
+        )),
         token => Ok(Secret::new(token.to_string())),
-    }
-}
-
-/// The OS reason without Rust's "(os error 2)" suffix.
-fn io_reason(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    match text.split_once(" (os error") {
-        Some((reason, _)) => reason.to_string(),
-        None => text,
     }
 }

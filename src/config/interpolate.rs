@@ -15,6 +15,11 @@ pub struct Interpolated {
     pub resolved: bool,
 }
 
+/// The longest text a value may grow to as its references are resolved. Values are resolved once, never again:
+/// a variable whose value holds `${OTHER}` is sent as written, so references cannot loop or nest; but 100,000
+/// references to one large variable would still make gigabytes.
+pub const MAX_RESOLVED_BYTES: usize = 64 * 1024;
+
 /// Resolves `${VAR}` in `text` through `env`, or only checks the syntax when `env` is `None`.
 /// The error names the variable, never a value.
 pub fn interpolate(text: &str, env: Option<Env>) -> Result<Interpolated, String> {
@@ -34,11 +39,19 @@ pub fn interpolate(text: &str, env: Option<Env>) -> Result<Interpolated, String>
             let name = &tail[..end];
             if !is_var_name(name) {
                 return Err(format!(
-                    "'${{{name}}}' is not a valid variable reference; a name is letters, digits and _, not starting with a digit"
+                    "'${{{}}}' is not a valid variable reference; a name is letters, digits and _, not starting with a digit",
+                    super::diag::clip(name)
                 ));
             }
             match env {
                 Some(env) => match env(name) {
+                    Some(value) if out.len() + value.len() > MAX_RESOLVED_BYTES => {
+                        return Err(format!(
+                            "the value grows past {} KiB as ${{{name}}} and the other references are resolved; \
+                             reference large values fewer times",
+                            MAX_RESOLVED_BYTES / 1024
+                        ));
+                    }
                     Some(value) if !value.trim().is_empty() => out.push_str(&value),
                     Some(_) => return Err(format!("environment variable {name} is empty")),
                     None => return Err(format!("environment variable {name} is not set")),
@@ -93,6 +106,33 @@ mod tests {
         assert_eq!(resolve("${EMPTY}"), Err("environment variable EMPTY is empty".into()));
         assert!(resolve("${TOKEN").expect_err("unclosed").contains("not closed"));
         assert!(resolve("${1X}").expect_err("bad name").contains("not a valid variable reference"));
+    }
+
+    #[test]
+    fn values_are_resolved_once_so_references_cannot_loop() {
+        let looping = |name: &str| match name {
+            "A" => Some("${A}${B}".to_string()),
+            "B" => Some("${A}".to_string()),
+            _ => None,
+        };
+        let found = interpolate("x-${A}-${B}", Some(&looping)).expect("resolves");
+        assert_eq!(found.text, "x-${A}${B}-${A}", "a value is sent as written, never resolved again");
+        assert_eq!(found.vars, ["A", "B"]);
+    }
+
+    #[test]
+    fn many_references_to_a_large_value_are_refused_before_they_grow() {
+        let big = |_: &str| Some("x".repeat(10_000));
+        let text = "${BIG}".repeat(100_000);
+        let error = interpolate(&text, Some(&big)).expect_err("6 GB would be too much");
+        assert!(error.starts_with("the value grows past 64 KiB as ${BIG}"), "{error}");
+        assert_eq!(interpolate(&"${BIG}".repeat(6), Some(&big)).map(|i| i.text.len()), Ok(60_000));
+    }
+
+    #[test]
+    fn a_long_bad_reference_is_cut_in_the_error() {
+        let error = interpolate(&format!("${{{}}}", "-".repeat(100_000)), Some(&env)).expect_err("bad name");
+        assert!(error.len() < 300, "{} bytes", error.len());
     }
 
     #[test]

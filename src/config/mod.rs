@@ -25,6 +25,12 @@ use crate::schedule::{Api, Schedule};
 /// GitLab accepts at most this many pipeline inputs.
 const MAX_INPUTS: usize = 20;
 
+/// The most variables one trigger sends, its own and its defaults' together.
+const MAX_VARIABLES: usize = 1_000;
+
+/// The longest schedule name, in characters.
+const MAX_NAME: usize = 128;
+
 pub use interpolate::Env;
 
 /// What loading a directory found.
@@ -61,17 +67,27 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
     // Where each name was first used: the file's index in `loaded.files`, and the place.
     let mut first_use: HashMap<Arc<str>, (usize, Pos)> = HashMap::new();
     for file in files {
-        let text = std::fs::read_to_string(&file);
+        let bytes = crate::secret::read_file(&file, yaml::MAX_FILE_BYTES);
         let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
-        let mut schedules = match text {
-            Ok(text) => {
+        let mut schedules = match bytes {
+            Ok(bytes) => {
                 // The text is not needed once parsed; with 100,000 schedules it is megabytes.
-                let root = yaml::parse(&text);
-                drop(text);
+                let root = yaml::decode(&bytes).and_then(yaml::parse);
+                drop(bytes);
                 read_file(root, &file, env, &mut rep)
             }
+            Err(crate::secret::FileError::TooLarge { limit }) => {
+                let message =
+                    format!("the file is larger than {} MiB; split its schedules over several files", limit >> 20);
+                rep.error(FILE_START, None, message);
+                Vec::new()
+            }
             Err(error) => {
-                rep.error(Pos::default(), None, format!("cannot read the file: {error}"));
+                let hint = match error {
+                    crate::secret::FileError::Io(_) => "check that it, or the file it links to, exists and is readable",
+                    _ => "a schedule file must be a regular file (or a link to one)",
+                };
+                rep.error(FILE_START, None, format!("the schedule file {error}; {hint}"));
                 Vec::new()
             }
         };
@@ -110,6 +126,9 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
     loaded
 }
 
+/// Where a problem with a file as a whole is reported: its start, where an editor opens it.
+const FILE_START: Pos = Pos { line: 1, column: 1 };
+
 /// A problem with the directory as a whole: it has no line and column.
 fn dir_error(dir: &Path, message: String) -> Diagnostic {
     Diagnostic {
@@ -131,7 +150,8 @@ fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .filter(|path| {
             let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
             let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-            yaml && !hidden && path.is_file()
+            // Not only regular files: a FIFO or a device named like a schedule file is reported, not skipped.
+            yaml && !hidden && !path.is_dir()
         })
         .collect();
     files.sort();
@@ -143,6 +163,31 @@ pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) 
     read_file(yaml::parse(text), file, env, rep)
 }
 
+/// Reports each key written twice in one mapping, as the schedule and key it belongs to. The first is kept.
+fn report_duplicates(root: &mut Node, rep: &mut Reporter) {
+    for duplicate in yaml::remove_duplicate_keys(root) {
+        let (scope, key) = match duplicate.path.as_slice() {
+            [top, name] if top == "schedules" => (Scope::Schedule(name.clone()), None),
+            [top, name, rest @ ..] if top == "schedules" => (Scope::Schedule(name.clone()), Some(rest.join("."))),
+            [top, rest @ ..] if top == "defaults" && !rest.is_empty() => (Scope::Defaults, Some(rest.join("."))),
+            path => (Scope::File, Some(path.join("."))),
+        };
+        let last = duplicate.path.last().map(String::as_str).unwrap_or_default();
+        let what = match duplicate.path.as_slice() {
+            [top, _] if top == "schedules" => "the schedule name",
+            _ => "the key",
+        };
+        let message = format!(
+            "{what} '{}' is written twice in the same mapping (first at line {}, column {}); YAML allows a key once: \
+             remove or rename one (this one is ignored)",
+            diag::clip(last),
+            duplicate.first.line,
+            duplicate.first.column
+        );
+        rep.scoped(scope).error(duplicate.pos, key.as_deref(), message);
+    }
+}
+
 /// The schedules of a parsed file.
 fn read_file(
     root: Result<Node, yaml::SyntaxError>,
@@ -150,13 +195,14 @@ fn read_file(
     env: Option<Env>,
     rep: &mut Reporter,
 ) -> Vec<Arc<Schedule>> {
-    let root = match root {
+    let mut root = match root {
         Ok(root) => root,
         Err(error) => {
-            rep.error(error.pos, None, format!("invalid YAML: {}", error.message));
+            rep.error(error.pos, None, error.message);
             return Vec::new();
         }
     };
+    report_duplicates(&mut root, rep);
     let entries = match root.value {
         Value::Map(entries) => entries,
         Value::Null => {
@@ -183,10 +229,14 @@ fn read_file(
             // Like docker compose: `x-` keys hold YAML anchors for the rest of the file, and are otherwise ignored.
             other if other.starts_with("x-") => {}
             other => {
-                let hint = crate::suggest::closest(other, ["defaults", "schedules"])
+                let close = (other.len() <= fields::MAX_SUGGESTED)
+                    .then(|| crate::suggest::closest(other, ["defaults", "schedules"]))
+                    .flatten();
+                let hint = close
                     .map(|k| format!("did you mean '{k}'?"))
                     .unwrap_or_else(|| "a file has only 'defaults', 'schedules' and x- keys for anchors".into());
-                rep.error(key.pos, Some(other), format!("unknown top-level key '{other}'; {hint}"));
+                let message = format!("unknown top-level key '{}'; {hint}", diag::clip(other));
+                rep.error(key.pos, Some(other), message);
             }
         }
     }
@@ -259,10 +309,17 @@ fn read_schedules(reader: &Reader, key: &Key, node: Node, defaults: &Fields, rep
 
 fn check_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    match valid {
-        true => Ok(()),
-        false => Err(format!("'{name}' is not a valid schedule name; use letters, digits, '.', '_' and '-'")),
+    if !valid {
+        let name = diag::clip(name);
+        return Err(format!("'{name}' is not a valid schedule name; use letters, digits, '.', '_' and '-'"));
     }
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "the name is {} characters long; a schedule name is at most {MAX_NAME}, as it is shown in every list",
+            diag::thousands(name.len())
+        ));
+    }
+    Ok(())
 }
 
 mod resolve {
@@ -273,10 +330,10 @@ mod resolve {
     use std::path::Path;
     use std::sync::Arc;
 
-    use super::diag::Reporter;
+    use super::diag::{Reporter, clip, thousands};
     use super::fields::{At, Fields, is_loopback};
     use super::yaml::Key;
-    use super::{Api, CronExpr, MAX_INPUTS, Schedule};
+    use super::{Api, CronExpr, MAX_INPUTS, MAX_VARIABLES, Schedule};
 
     pub fn resolve(
         name: &Key,
@@ -315,6 +372,20 @@ mod resolve {
         {
             rep.error(*pos, Some("gitlab"), "plain http:// to a host that is not loopback would send the token unencrypted; use https://, or set allow_http: true if you must");
         }
+        let too_many_variables = f.variables.len() > MAX_VARIABLES;
+        if too_many_variables {
+            let pos = f.variables_pos.unwrap_or(name.pos);
+            rep.error(
+                pos,
+                Some("variables"),
+                format!(
+                    "{} variables (with the defaults'), but pipecron sends at most {} with a trigger; pass large \
+                     data another way, such as a file in the repository",
+                    thousands(f.variables.len()),
+                    thousands(MAX_VARIABLES)
+                ),
+            );
+        }
         if f.inputs.len() > MAX_INPUTS {
             let pos = f.inputs_pos.unwrap_or(name.pos);
             rep.error(
@@ -323,8 +394,8 @@ mod resolve {
                 format!("{} inputs, but GitLab accepts at most {MAX_INPUTS} per pipeline", f.inputs.len()),
             );
         }
-        let (Some(cron), Some(gitlab), Some(credential), Some(project), Some(git_ref)) =
-            (cron, f.gitlab, f.credential, f.project, f.git_ref)
+        let (Some(cron), Some(gitlab), Some(credential), Some(project), Some(git_ref), false) =
+            (cron, f.gitlab, f.credential, f.project, f.git_ref, too_many_variables)
         else {
             return None;
         };
@@ -359,7 +430,7 @@ mod resolve {
             rep.error(
                 pos,
                 Some("cron"),
-                format!("'{}' never fires: no date matches it; check the day and month fields", expr.source()),
+                format!("'{}' never fires: no date matches it; check the day and month fields", clip(expr.source())),
             );
             return None;
         }
@@ -369,7 +440,7 @@ mod resolve {
                 Some("cron"),
                 format!(
                     "'{}' fires more than once a minute; GitLab.com allows 25 pipelines a minute per project",
-                    expr.source()
+                    clip(expr.source())
                 ),
             );
         }

@@ -25,6 +25,7 @@ pub struct ScheduleFile {
 pub struct ScheduleKeys {
     /// A 5-field crontab expression, a nickname such as @daily, or 6 fields with a leading seconds field. `H`
     /// stands for a value hashed from the schedule's name: H, H(0-29), H/15.
+    #[schemars(length(max = 1000))]
     cron: String,
     #[serde(flatten)]
     common: Defaults,
@@ -46,12 +47,14 @@ pub struct Defaults {
     project: Option<ProjectId>,
     /// A branch or tag.
     #[serde(rename = "ref")]
+    #[schemars(length(max = 1000))]
     git_ref: Option<String>,
-    /// Variables, sent as text.
+    /// Variables, sent as text; at most 1,000, each value at most 10,000 characters.
     variables: Option<BTreeMap<String, Scalar>>,
     /// Pipeline inputs (GitLab 17.11+); values keep their types. At most 20.
     inputs: Option<BTreeMap<String, serde_json::Value>>,
     /// Free text, shown in status.
+    #[schemars(length(max = 1000))]
     description: Option<String>,
     /// false pauses the schedule. Default true.
     enabled: Option<bool>,
@@ -61,7 +64,8 @@ pub struct Defaults {
     jitter: Option<Duration>,
     /// Timeout of one request, such as 30s. Default 30s.
     timeout: Option<Duration>,
-    /// How many times a transient failure is retried. Default 5.
+    /// How many times a transient failure is retried, at most 100. Default 5.
+    #[schemars(range(max = 100))]
     retries: Option<u32>,
     /// v4, or v3 for /trigger/builds on GitLab older than 11. Default v4.
     api: Option<ApiVersion>,
@@ -128,5 +132,14 @@ mod tests {
         known.sort();
         assert_eq!(keys, known);
         assert_eq!(defs["ScheduleKeys"]["required"], serde_json::json!(["cron"]));
+    }
+
+    #[test]
+    fn the_schema_states_the_limits_check_enforces() {
+        let schema: serde_json::Value = serde_json::from_str(&json()).expect("valid JSON");
+        let defs = &schema["$defs"];
+        assert_eq!(defs["Defaults"]["properties"]["retries"]["maximum"], 100, "{}", defs["Defaults"]);
+        assert_eq!(defs["Defaults"]["properties"]["description"]["maxLength"], 1000);
+        assert_eq!(defs["ScheduleKeys"]["properties"]["cron"]["maxLength"], super::super::fields::MAX_TEXT);
     }
 }

@@ -105,3 +105,290 @@ fn x_keys_hold_anchors_for_the_file() {
     assert_eq!(diagnostics, vec![]);
     assert_eq!(schedules[0].gitlab.as_str(), "https://gitlab.example.com/");
 }
+
+/// A valid file's frame around one schedule's own keys, given indented by four spaces.
+fn one(keys: &str) -> String {
+    format!(
+        "defaults:\n  gitlab: https://gitlab.example.com\n  token: ${{TOKEN}}\n  project: 9\n  ref: main\nschedules:\n  a:\n{keys}"
+    )
+}
+
+fn errors(diagnostics: &[Diagnostic]) -> Vec<String> {
+    diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect()
+}
+
+fn only_error(text: &str) -> Diagnostic {
+    let (_, diagnostics) = load_text(text, true);
+    let found: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+    assert_eq!(found.len(), 1, "{diagnostics:#?}");
+    found[0].clone()
+}
+
+#[test]
+fn a_token_file_that_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs").success());
+    let cases = [
+        (fifo.display().to_string(), "is a FIFO (named pipe), not a regular file"),
+        ("/dev/zero".to_string(), "is a character device, not a regular file"),
+        (dir.path().display().to_string(), "is a directory, not a regular file"),
+    ];
+    for (path, why) in cases {
+        let text = one(&format!("    cron: \"@daily\"\n    token_file: {path}\n"));
+        let text = text.replace("  token: ${TOKEN}\n", "");
+        // A FIFO with no writer would block a plain open forever: run it where a hang fails the test instead.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(only_error(&text)));
+        let error = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("no hang");
+        assert_eq!((error.pos.line, error.pos.column, error.key.as_deref()), (8, 17, Some("token_file")), "{error}");
+        assert!(error.message.contains(&format!("token_file '{path}' {why}")), "{error}");
+    }
+}
+
+#[test]
+fn an_oversized_token_file_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let big = dir.path().join("big.token");
+    // Sparse: 1 GB that costs nothing to make.
+    std::fs::File::create(&big).and_then(|f| f.set_len(1 << 30)).expect("a sparse file");
+    let text =
+        one(&format!("    cron: \"@daily\"\n    token_file: {}\n", big.display())).replace("  token: ${TOKEN}\n", "");
+    let error = only_error(&text);
+    assert!(error.message.ends_with("is larger than 64 KiB; it should hold only the token, one short line"), "{error}");
+}
+
+#[test]
+fn a_token_file_holding_more_than_a_token_is_refused_without_showing_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("two.token");
+    std::fs::write(&file, "glptt-0123456789abcdef\nsecond line\n").expect("written");
+    let text =
+        one(&format!("    cron: \"@daily\"\n    token_file: {}\n", file.display())).replace("  token: ${TOKEN}\n", "");
+    let error = only_error(&text);
+    assert!(error.message.contains("holds more than one word or line"), "{error}");
+    assert!(!error.message.contains("0123") && !error.message.contains("second"), "{error}");
+}
+
+#[test]
+fn long_values_are_cut_in_every_message() {
+    let long = "1,".repeat(50_000);
+    for keys in [
+        format!("    cron: \"{long}1 * * * *\"\n"),
+        format!("    cron: \"@daily\"\n    timezone: \"{long}\"\n"),
+        format!("    cron: \"@daily\"\n    ref: \"{long}\"\n"),
+        format!("    cron: \"@daily\"\n    project: \"{long}\"\n"),
+        format!("    cron: \"@daily\"\n    variables: {{X: \"{}\"}}\n", "x".repeat(100_000)),
+        format!("    cron: \"@daily\"\n    {}: 1\n", "k".repeat(1_000)),
+        format!("    cron: \"@daily\"\n    api: \"{long}\"\n"),
+        format!("    cron: \"@daily\"\n    jitter: \"{long}\"\n"),
+    ] {
+        let error = only_error(&one(&keys));
+        let line = error.to_string();
+        assert!(line.len() < 400, "{} bytes: {}", line.len(), &line[..400]);
+        assert!(line.contains('…'), "{line}");
+    }
+}
+
+#[test]
+fn a_100_kb_cron_expression_is_refused_as_too_long() {
+    let error = only_error(&one(&format!("    cron: \"{} * * * *\"\n", "1,".repeat(50_000) + "1")));
+    assert_eq!(error.key.as_deref(), Some("cron"));
+    assert!(error.message.ends_with("is 100,009 characters long; a cron expression is at most 1,000"), "{error}");
+}
+
+#[test]
+fn a_token_written_in_variables_is_warned_about_and_masked() {
+    let text = one(
+        "    cron: \"@daily\"\n    variables:\n      API: glpat-ABCDefgh1234567890xyz\n      SHA: $CI_COMMIT_SHA\n",
+    );
+    let (schedules, diagnostics) = load_text(&text, true);
+    assert_eq!(schedules.len(), 1, "a warning only");
+    let [warning] = diagnostics.as_slice() else { panic!("one warning: {diagnostics:#?}") };
+    assert_eq!(warning.severity, Severity::Warning);
+    assert_eq!(warning.key.as_deref(), Some("variables.API"));
+    assert!(warning.message.contains("looks like a GitLab token (glpat-ABCD…)"), "{warning}");
+    assert!(!warning.to_string().contains("efgh"), "more than 4 characters shown: {warning}");
+}
+
+#[test]
+fn duplicate_keys_are_reported_at_every_level_with_both_places() {
+    let text = "defaults:\n  gitlab: https://gitlab.example.com\n  gitlab: https://other.example.com\n  token: ${TOKEN}\n  project: 9\n  ref: main\nschedules:\n  a:\n    cron: \"@daily\"\n    cron: \"@hourly\"\n    variables: {X: 1, X: 2}\n    inputs: {i: {k: 1, k: 2}}\n  a:\n    cron: \"@daily\"\nschedules: {}\n";
+    let (schedules, mut diagnostics) = load_text(text, true);
+    diagnostics.sort_by_key(|d| (d.pos.line, d.pos.column));
+    let found: Vec<(u32, u32, String)> = diagnostics
+        .iter()
+        .map(|d| {
+            let scope = match &d.scope {
+                Scope::File => "file".to_string(),
+                Scope::Defaults => "defaults".into(),
+                Scope::Schedule(name) => name.clone(),
+            };
+            (d.pos.line, d.pos.column, format!("{scope} {}", d.key.as_deref().unwrap_or("-")))
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (3, 3, "defaults gitlab".to_string()),
+            (10, 5, "a cron".into()),
+            (11, 23, "a variables.X".into()),
+            (12, 24, "a inputs.i.k".into()),
+            (13, 3, "a -".into()),
+            (15, 1, "file schedules".into()),
+        ],
+        "{diagnostics:#?}"
+    );
+    assert!(diagnostics.iter().all(|d| d.severity == Severity::Error));
+    assert!(diagnostics[1].message.contains("first at line 9, column 5"), "{}", diagnostics[1]);
+    assert!(diagnostics[4].message.starts_with("the schedule name 'a' is written twice"), "{}", diagnostics[4]);
+    // The first of each is kept and checked: the schedule loads, with the first values.
+    assert_eq!(schedules.len(), 1);
+    assert_eq!(schedules[0].cron.source(), "@daily");
+    assert_eq!(schedules[0].variables["X"], "1");
+}
+
+#[test]
+fn negative_and_huge_numbers_are_refused_in_plain_words() {
+    let cases = [
+        ("timeout: -5", "-5 is negative; a duration is 0 or more"),
+        ("jitter: -1s", "'-1s' is negative; a duration is 0 or more"),
+        ("catch_up: 150000000000d", "a catch_up longer than a year"),
+        ("timeout: 1000d", "a timeout longer than an hour"),
+        ("timeout: 99999999999999999999s", "is too large"),
+        ("retries: 99999999999999999999999", "retries are too many"),
+        ("retries: 18446744073709551616", "retries are too many"),
+        ("retries: 2.5", "2.5 is not a whole number"),
+        ("retries: 4294967296", "4294967296 retries are too many"),
+        ("retries: -1", "-1 is not a number of retries"),
+        ("project: 99999999999999999999999", "is not a project id (not whole, or too large)"),
+        ("project: \"99999999999999999999999\"", "is too large for a project id"),
+        ("variables: {X: .inf}", "is not a finite number; quote it"),
+        ("inputs: {x: .nan}", "NaN and infinity are not valid input values"),
+        ("variables: {X: \"a\\0b\"}", "'a\\u{0}b' holds a NUL character (\\0)"),
+        ("inputs: {x: [\"\\0\"]}", "input 'x': '\\u{0}' holds a NUL character"),
+    ];
+    for (keys, expected) in cases {
+        let error = only_error(&one(&format!("    cron: \"@daily\"\n    {keys}\n")));
+        assert_eq!(error.pos.line, 9, "{keys}: {error}");
+        assert!(error.message.contains(expected), "{keys}: {error}");
+    }
+}
+
+#[test]
+fn ten_thousand_variables_are_refused_with_one_message() {
+    let vars: String = (0..10_000).map(|i| format!("      V{i}: x\n")).collect();
+    let started = std::time::Instant::now();
+    let (schedules, diagnostics) = load_text(&one(&format!("    cron: \"@daily\"\n    variables:\n{vars}")), true);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(schedules.is_empty());
+    assert_eq!(
+        errors(&diagnostics),
+        [
+            "test.yaml:10:7: error: schedule 'a', key 'variables': 10,000 variables (with the defaults'), but pipecron sends at most 1,000 with a trigger; pass large data another way, such as a file in the repository"
+        ]
+    );
+}
+
+#[test]
+fn h_in_every_field_is_valid_and_stable() {
+    let (schedules, diagnostics) = load_text(&one("    cron: \"H H H H H H\"\n"), true);
+    assert_eq!(diagnostics, vec![]);
+    let again = CronExpr::parse("H H H H H H", "a").expect("valid");
+    let after = chrono::Utc::now();
+    assert_eq!(schedules[0].next_after(after), again.next_after(chrono_tz::UTC, after));
+}
+
+#[test]
+fn a_zone_name_is_never_a_path() {
+    for zone in ["../../../etc/passwd", "/etc/localtime", "Europe/../Europe/Berlin"] {
+        let error = only_error(&one(&format!("    cron: \"@daily\"\n    timezone: \"{zone}\"\n")));
+        assert!(error.message.starts_with(&format!("unknown time zone '{zone}'")), "{error}");
+    }
+}
+
+#[test]
+fn a_long_unknown_zone_is_refused_quickly() {
+    let started = std::time::Instant::now();
+    let error =
+        only_error(&one(&format!("    cron: \"@daily\"\n    timezone: \"{}\"\n", "Europe/Berlin".repeat(8_000))));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(error.message.contains("unknown time zone"), "{error}");
+}
+
+#[test]
+fn a_long_description_or_name_is_refused() {
+    let error = only_error(&one(&format!("    cron: \"@daily\"\n    description: {}\n", "x".repeat(1_000_000))));
+    assert!(error.message.ends_with("is 1,000,000 characters long; a description is at most 1,000"), "{error}");
+    let text = one("    cron: \"@daily\"\n").replace("  a:\n", &format!("  {}:\n", "a".repeat(200)));
+    let error = only_error(&text);
+    assert!(error.message.starts_with("the name is 200 characters long"), "{error}");
+    assert!(error.to_string().len() < 300, "{error}");
+}
+
+#[test]
+fn references_are_resolved_once_so_they_cannot_loop() {
+    let looping = |name: &str| match name {
+        "TOKEN" => Some("glptt-abcdef0123456789".to_string()),
+        "A" => Some("${A}".to_string()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let mut rep = Reporter { file: Path::new("test.yaml"), scope: Scope::File, out: &mut out };
+    let text = one("    cron: \"@daily\"\n    variables: {X: \"${A}-${A}\"}\n");
+    let schedules = load_file(&text, Path::new("test.yaml"), Some(&looping), &mut rep);
+    assert_eq!(out, vec![]);
+    assert_eq!(schedules[0].variables["X"], "${A}-${A}");
+}
+
+#[test]
+fn schedule_files_that_are_not_text_or_not_files_are_located() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("a.yaml"), b"schedules:\n  a:\n    description: caf\xe9\n").expect("written");
+    let fifo = dir.path().join("b.yaml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs").success());
+    std::fs::File::create(dir.path().join("c.yaml")).and_then(|f| f.set_len(1 << 30)).expect("a sparse file");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || tx.send(load(&path, None)));
+    let loaded = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("no hang on a FIFO");
+    let found: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}:{}: {}", d.file.file_name().unwrap_or_default().to_string_lossy(), d.pos, d.message))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].starts_with("a.yaml:3:21: the file is not UTF-8 text: byte 0xE9"), "{found:#?}");
+    assert!(found[1].starts_with("b.yaml:1:1: the schedule file is a FIFO (named pipe)"), "{found:#?}");
+    assert!(found[2].starts_with("c.yaml:1:1: the file is larger than 32 MiB"), "{found:#?}");
+}
+
+#[test]
+fn a_cron_expression_is_one_line_but_tabs_separate_fields() {
+    let (schedules, diagnostics) = load_text(&one("    cron: \"30\\t0 * * *\"\n"), true);
+    assert_eq!((schedules.len(), diagnostics), (1, vec![]));
+    let error = only_error(&one("    cron: \"30 0 * * *\\n@reboot\"\n"));
+    assert!(error.message.starts_with("'30 0 * * *\\n@reboot' holds a line break"), "{error}");
+}
+
+#[test]
+fn errors_about_a_resolved_value_never_quote_it() {
+    let secret = |name: &str| match name {
+        "TOKEN" => Some("glptt-abcdef0123456789".to_string()),
+        "LONG" => Some("s3cr3t".repeat(1_000)),
+        "NUL" => Some("s3cr3t\0".to_string()),
+        _ => None,
+    };
+    let text = one("    cron: \"@daily\"\n    description: ${LONG}\n    variables: {X: \"${NUL}\"}\n");
+    let mut out = Vec::new();
+    let mut rep = Reporter { file: Path::new("test.yaml"), scope: Scope::File, out: &mut out };
+    load_file(&text, Path::new("test.yaml"), Some(&secret), &mut rep);
+    let shown: Vec<String> = out.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "test.yaml:9:18: error: schedule 'a', key 'description': once ${VAR} is resolved, the value is 6,000 characters long; a description is at most 1,000",
+            "test.yaml:10:20: error: schedule 'a', key 'variables.X': once ${VAR} is resolved, the value holds a NUL character (\\0), which GitLab cannot store; remove it",
+        ]
+    );
+}

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::config::diag::clip;
+
 /// The fields of a cron line, in the order of a 6-field line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -94,7 +96,7 @@ pub struct ParsedField {
 pub fn parse(field: Field, src: &str, hash: u64) -> Result<ParsedField, String> {
     let items = src
         .split(',')
-        .map(|item| parse_item(field, item, hash).map_err(|why| format!("the {field} field '{src}': {why}")))
+        .map(|item| parse_item(field, item, hash).map_err(|why| format!("the {field} field '{}': {why}", clip(src))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ParsedField {
         text: items.join(","),
@@ -146,7 +148,7 @@ fn parse_step(field: Field, step: &str) -> Result<u32, String> {
         Ok(0) => Err("a step must be 1 or more".into()),
         Ok(s) if s > hi - lo + 1 => Err(format!("step {s} is larger than the field's range {lo}-{hi}")),
         Ok(s) => Ok(s),
-        Err(_) => Err(format!("'/{step}' is not a step; write a whole number such as /5")),
+        Err(_) => Err(format!("'/{}' is not a step; write a whole number such as /5", clip(step))),
     }
 }
 
@@ -163,10 +165,13 @@ fn value(field: Field, text: &str) -> Result<u32, String> {
             Err(format!("a range needs a value on both sides of '-'; use {}", field.allowed()))
         }
         Err(_) => {
-            let hint = crate::suggest::closest(text, field.names().iter().copied())
+            // A long text is no typo, and comparing it costs time in proportion to its length.
+            let hint = (text.len() <= 16)
+                .then(|| crate::suggest::closest(text, field.names().iter().copied()))
+                .flatten()
                 .map(|name| format!(" (did you mean {name}?)"))
                 .unwrap_or_default();
-            Err(format!("'{text}' is not a valid value{hint}; use {}", field.allowed()))
+            Err(format!("'{}' is not a valid value{hint}; use {}", clip(text), field.allowed()))
         }
     }
 }
@@ -180,10 +185,10 @@ fn hashed(field: Field, text: &str, step: Option<u32>, hash: u64) -> Result<Stri
             let inner = bounds
                 .strip_prefix('(')
                 .and_then(|b| b.strip_suffix(')'))
-                .ok_or_else(|| format!("'{text}' is not a hash; write H, H(a-b), H/n or H(a-b)/n"))?;
+                .ok_or_else(|| format!("'{}' is not a hash; write H, H(a-b), H/n or H(a-b)/n", clip(text)))?;
             let (from, to) = inner
                 .split_once('-')
-                .ok_or_else(|| format!("'{text}' needs a range inside the parentheses, such as H(0-29)"))?;
+                .ok_or_else(|| format!("'{}' needs a range inside the parentheses, such as H(0-29)", clip(text)))?;
             let (from, to) = (value(field, from)?, value(field, to)?);
             if from > to {
                 return Err(format!("the hash range {from}-{to} runs backwards"));
@@ -219,7 +224,7 @@ fn parse_extension(field: Field, item: &str) -> Result<Option<String>, String> {
                 let day = value(field, day)?;
                 return match nth.parse::<u32>() {
                     Ok(n @ 1..=5) => Ok(Some(format!("{day}#{n}"))),
-                    _ => Err(format!("'#{nth}' must be #1 to #5, the week of the month")),
+                    _ => Err(format!("'#{}' must be #1 to #5, the week of the month", clip(nth))),
                 };
             }
             match item.strip_suffix('L') {

@@ -18,6 +18,8 @@ use chrono_tz::{GapInfo, Tz};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::config::diag::clip;
+
 pub use field::Field;
 
 /// Why an expression was rejected, written for the user.
@@ -82,7 +84,9 @@ fn compile(text: String, dom_and_dow: bool, source: &str) -> Result<Arc<Compiled
         .dom_and_dow(dom_and_dow)
         .build()
         .parse(&text)
-        .map_err(|e| CronError(format!("'{source}' is not a valid cron expression: {e}")))?;
+        .map_err(|e| {
+            CronError(format!("'{}' is not a valid cron expression: {}", clip(source), clip(&e.to_string())))
+        })?;
     let compiled =
         Arc::new(Compiled { text: key.clone(), cron, ever_fires: OnceLock::new(), sub_minute: OnceLock::new() });
     if cache.len() >= 1024 && cache.len().is_power_of_two() {
@@ -103,8 +107,9 @@ impl CronExpr {
             6 => {}
             n => {
                 return Err(CronError(format!(
-                    "'{trimmed}' has {n} field{}; write 5 fields (minute hour day-of-month month day-of-week), \
+                    "'{}' has {n} field{}; write 5 fields (minute hour day-of-month month day-of-week), \
                      6 with a leading seconds field, or a nickname such as @daily",
+                    clip(trimmed),
                     if n == 1 { "" } else { "s" }
                 )));
             }
@@ -225,10 +230,13 @@ fn expand_nickname(expr: &str) -> Result<String, CronError> {
     let why = if lower == "@reboot" {
         "@reboot is not supported: pipecron fires on a clock, not at boot".to_string()
     } else {
-        let hint = crate::suggest::closest(&lower, known.iter().copied())
+        // A long text is no typo, and comparing it costs time in proportion to its length.
+        let hint = (lower.len() <= 16)
+            .then(|| crate::suggest::closest(&lower, known.iter().copied()))
+            .flatten()
             .map(|k| format!(" (did you mean {k}?)"))
             .unwrap_or_default();
-        format!("'{expr}' is not a known nickname{hint}")
+        format!("'{}' is not a known nickname{hint}", clip(expr))
     };
     Err(CronError(format!("{why}; use one of {}", known.join(" "))))
 }

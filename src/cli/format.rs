@@ -14,7 +14,11 @@ pub fn table(rows: &[Vec<String>]) -> String {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, cell)| if i + 1 == row.len() { cell.clone() } else { format!("{cell:<w$}", w = widths[i]) })
+            .map(|(i, cell)| match i + 1 == row.len() {
+                true => cell.clone(),
+                // Padded by hand: a width past 65,535 panics in `format!`.
+                false => format!("{cell}{}", " ".repeat(widths[i].saturating_sub(cell.chars().count()))),
+            })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
@@ -29,5 +33,12 @@ mod tests {
     #[test]
     fn columns_line_up() {
         assert_eq!(table(&[vec!["a".into(), "bb".into()], vec!["ccc".into(), "d".into()]]), "a    bb\nccc  d\n");
+    }
+
+    #[test]
+    fn a_cell_wider_than_65535_characters_is_padded_without_a_panic() {
+        let wide = "x".repeat(70_000);
+        let out = table(&[vec![wide.clone(), "a".into()], vec!["b".into(), "c".into()]]);
+        assert_eq!(out.lines().nth(1).map(|l| l.len()), Some(70_000 + 3));
     }
 }

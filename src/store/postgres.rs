@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::location::{PostgresUrl, SslMode};
-use super::schema::{COLUMNS, MIGRATIONS, died_while_sending};
+use super::schema::{COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
 use super::{
     Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
     lease_millis, millis,
@@ -314,47 +314,27 @@ fn keys_of(rows: &[Row]) -> HashSet<(String, i64)> {
     rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect()
 }
 
-/// Reads a row of `runs`. A value this pipecron does not know (a state or reason of a newer version, a time out of
-/// range, a value of the wrong type) is an error that names the row and the value, never a default: a row must not
-/// be taken for something it is not, nor written back changed.
+/// Reads a row of `runs` (see `StoredRun::read`): a row it cannot read is an error that names it.
 fn read_run(row: &Row) -> Result<Run, StoreError> {
     let schedule: String = column(row, 0, "a row")?;
-    let slot_ms: i64 = column(row, 1, &format!("row ({schedule}, ?)"))?;
-    let slot = time(slot_ms, 1, &format!("row ({schedule}, slot {slot_ms})"))?;
-    let at = format!("row ({schedule}, {})", slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
-    let reason: String = column(row, 2, &at)?;
-    let state: String = column(row, 3, &at)?;
-    let attempts: i32 = column(row, 4, &at)?;
-    let http_status: Option<i32> = column(row, 7, &at)?;
-    let pipeline_id: Option<i64> = column(row, 8, &at)?;
-    Ok(Run {
-        schedule,
-        slot,
-        reason: Reason::parse(&reason).ok_or_else(|| unknown(2, &at, &reason))?,
-        state: RunState::parse(&state).ok_or_else(|| unknown(3, &at, &state))?,
-        attempts: u32::try_from(attempts)
-            .map_err(|_| unreadable(format!("{at} has attempts {attempts}, which is not a count")))?,
-        started_at: column::<Option<i64>>(row, 5, &at)?.map(|ms| time(ms, 5, &at)).transpose()?,
-        finished_at: column::<Option<i64>>(row, 6, &at)?.map(|ms| time(ms, 6, &at)).transpose()?,
-        http_status: http_status
-            .map(|s| {
-                u16::try_from(s)
-                    .map_err(|_| unreadable(format!("{at} has http_status {s}, which is not an HTTP status")))
-            })
-            .transpose()?,
-        // Stored `as i64` and read back `as u64`: the same id, whatever its size.
-        pipeline: match pipeline_id {
-            Some(id) => Some(Pipeline {
-                id: id as u64,
-                iid: column::<Option<i64>>(row, 9, &at)?.map(|i| i as u64),
-                status: column::<Option<String>>(row, 10, &at)?.unwrap_or_default(),
-                web_url: column(row, 11, &at)?,
-            }),
-            None => None,
-        },
+    let at = format!("row ({schedule}, …)");
+    let stored = StoredRun {
+        slot: column(row, 1, &at)?,
+        reason: column(row, 2, &at)?,
+        state: column(row, 3, &at)?,
+        attempts: column::<i32>(row, 4, &at)?.into(),
+        started_at: column(row, 5, &at)?,
+        finished_at: column(row, 6, &at)?,
+        http_status: column::<Option<i32>>(row, 7, &at)?.map(i64::from),
+        pipeline_id: column(row, 8, &at)?,
+        pipeline_iid: column(row, 9, &at)?,
+        pipeline_status: column(row, 10, &at)?,
+        web_url: column(row, 11, &at)?,
         error: column(row, 12, &at)?,
         owner: column(row, 13, &at)?,
-    })
+        schedule,
+    };
+    stored.read().map_err(StoreError::Query)
 }
 
 /// Rows of `runs`, each read by `read_run`; the first that cannot be read is the error.
@@ -362,35 +342,9 @@ fn read_runs(rows: &[Row]) -> Result<Vec<Run>, StoreError> {
     rows.iter().map(read_run).collect()
 }
 
-fn unreadable(message: String) -> StoreError {
-    StoreError::Query(message)
-}
-
-/// The name of column `index` of `COLUMNS`.
-fn column_name(index: usize) -> &'static str {
-    COLUMNS.split(',').nth(index).map_or("column", str::trim)
-}
-
 /// Column `index` of the row `at` names, as a `T`.
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, index: usize, at: &str) -> Result<T, StoreError> {
-    row.try_get(index)
-        .map_err(|e| unreadable(format!("{at} has a {} this pipecron cannot read: {e}", column_name(index))))
-}
-
-/// A time stored as milliseconds since 1970, in column `index` of the row `at` names.
-fn time(ms: i64, index: usize, at: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| {
-        unreadable(format!("{at} has {} {ms}, which is not a time (milliseconds since 1970)", column_name(index)))
-    })
-}
-
-/// A state or reason this pipecron does not know.
-fn unknown(index: usize, at: &str, value: &str) -> StoreError {
-    let value: String = value.chars().take(60).collect();
-    unreadable(format!(
-        "{at} has {} {value:?}, which this pipecron does not know; was it written by a newer version?",
-        column_name(index)
-    ))
+    row.try_get(index).map_err(|e| StoreError::Query(unreadable_column(index, at, e)))
 }
 
 /// A driver error as a person reads it: the server's own message where there is one.

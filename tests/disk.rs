@@ -151,6 +151,27 @@ fn a_full_disk_stops_nothing_but_the_writes_says_so_once_and_recording_resumes_w
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(common::daemon::http(&addr, "GET", "/healthz").0, 200, "the timer loop lives on");
+    // `status` reads the history, and says that the disk is full; `--quiet` (a health check) fails on it.
+    let status = |quiet: &str| {
+        let command = format!(
+            "cd {} && {} status {quiet} --state {}/pipecron.db",
+            dir.path().display(),
+            env!("CARGO_BIN_EXE_pipecron"),
+            state.display()
+        );
+        let output = std::process::Command::new("nsenter")
+            .args(["-t", &shell.id().to_string(), "-m", "--", "sh", "-c", &command])
+            .env("TRIGGER_TOKEN", TOKEN)
+            .output()
+            .expect("nsenter runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, said) = status("");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("KiB free: the daemon cannot record runs"), "{said}");
+    let (code, said) = status("--quiet");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("unhealthy"), "{said}");
     assert!(inside(&format!("rm {}", filler.display())), "frees the space");
     wait("the writes resume", || logs().contains("can be written again"));
     let resumed = sent();

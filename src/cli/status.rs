@@ -10,6 +10,9 @@ use crate::schedule::Schedule;
 use crate::status::{masked_token, schedule_json};
 use crate::store::{Run, RunStore};
 
+/// Less free space than this, and the state file's disk is as good as full: a burst's writes need more.
+const LOW_DISK: u64 = 1024 * 1024;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON, one object per schedule.
@@ -26,8 +29,21 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     if loaded.has_errors() {
         return Err(Error::InvalidConfig { errors: loaded.errors().count() });
     }
-    let store = super::open_store(cli).await?;
+    let state = super::state(cli)?;
+    let store = crate::store::open(&state).await?;
     let last: HashMap<String, Run> = store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect();
+    // A full disk lets the history be read but not written: the daemon then fires nothing, so say so here too.
+    if let Some(free) = state.disk_free().filter(|free| *free < LOW_DISK) {
+        let problem = format!(
+            "the file system of {state} has {} KiB free: the daemon cannot record runs, so it fires none; free some \
+             space",
+            free / 1024
+        );
+        match args.quiet {
+            true => return Err(Error::Unhealthy(problem)),
+            false => eprintln!("warning: {problem}"),
+        }
+    }
     if args.quiet {
         return Ok(());
     }

@@ -63,6 +63,15 @@ impl StateLocation {
         PostgresUrl::parse(&resolved).map(StateLocation::Postgres)
     }
 
+    /// Bytes free for this process on the file system of a SQLite state file; `None` for PostgreSQL, whose disk
+    /// is the server's to watch, or when it cannot be told.
+    pub fn disk_free(&self) -> Option<u64> {
+        let StateLocation::Sqlite(path) = self else { return None };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+        Some(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+    }
+
     /// An in-memory SQLite store, for a dry run.
     pub fn memory() -> StateLocation {
         StateLocation::Sqlite(PathBuf::from(":memory:"))

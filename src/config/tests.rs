@@ -316,6 +316,17 @@ fn a_long_unknown_zone_is_refused_quickly() {
     assert!(error.message.contains("unknown time zone"), "{error}");
 }
 
+/// Found by the fuzzer (`fuzz/`, target `config_loader`): each schedule that never fires was checked with a 29-year
+/// search, so 150 of them in a 4 KB file took seconds, and a large file would take hours.
+#[test]
+fn a_file_of_schedules_that_never_fire_is_checked_quickly() {
+    let schedules: String = (0..2_000).map(|i| format!("  n{i}: {{cron: \"{} 0 30 2 *\"}}\n", i % 60)).collect();
+    let started = std::time::Instant::now();
+    let (_, diagnostics) = load_text(&format!("schedules:\n{schedules}"), false);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(diagnostics.iter().filter(|d| d.message.contains("never fires")).count(), 2_000);
+}
+
 #[test]
 fn a_long_description_or_name_is_refused() {
     let error = only_error(&one(&format!("    cron: \"@daily\"\n    description: {}\n", "x".repeat(1_000_000))));

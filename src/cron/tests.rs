@@ -144,6 +144,44 @@ fn expressions_that_never_fire_have_no_next_time() {
     assert_eq!(days("0 0 29 2 */7", "2026-11-24T00:00:00Z", 1), ["2032-02-29"]);
 }
 
+/// `ever_fires` looks at the days alone (the fuzzer's `config_loader` target found the 29-year search it used to
+/// make too slow for a file of many schedules that never fire); it must still agree with that search.
+#[test]
+fn whether_an_expression_ever_fires_agrees_with_the_search() {
+    let exprs = [
+        "0 0 30 2 *",
+        "0 0 30,31 2 *",
+        "0 0 31 4,6,9,11 *",
+        "0 0 29 2 *",
+        "0 0 29 2 1",
+        "0 0 29 2 */7",
+        "0 0 */31 2 *",
+        "0 0 L 2 *",
+        "0 0 LW * *",
+        "0 0 31W 2 *",
+        "0 0 * 2 5L",
+        "0 0 * * 1#5",
+        "0 0 1-7 * */7",
+        "H H H(30-31) 2 *",
+        "@yearly",
+    ];
+    for expr in exprs {
+        let cron = CronExpr::parse(expr, "x").expect("parses");
+        assert_eq!(cron.ever_fires(), cron.next_after(zone("UTC"), Utc::now()).is_some(), "{expr}");
+    }
+}
+
+/// Found by the fuzzer: 150 schedules of `0 0 30 2 *` in a 4 KB file took seconds to check, each a 29-year search.
+#[test]
+fn thousands_of_expressions_that_never_fire_are_checked_quickly() {
+    let started = std::time::Instant::now();
+    for i in 0..2_000 {
+        let cron = CronExpr::parse(&format!("{} {} 30 2 *", i % 60, i / 60 % 24), "x").expect("parses");
+        assert!(!cron.ever_fires());
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
 #[test]
 fn bad_expressions_say_what_is_wrong() {
     let error = |e: &str| CronExpr::parse(e, "x").expect_err("invalid").to_string();

@@ -14,6 +14,7 @@ pub mod events;
 pub mod import;
 pub mod metrics;
 pub mod page;
+pub mod quote;
 pub mod reload;
 pub mod run;
 pub mod run_now;

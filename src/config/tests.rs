@@ -316,7 +316,7 @@ fn a_long_unknown_zone_is_refused_quickly() {
     assert!(error.message.contains("unknown time zone"), "{error}");
 }
 
-/// Found by the fuzzer (`fuzz/`, target `config_loader`): each schedule that never fires was checked with a 29-year
+/// Found fuzzing (`fuzz/`, target `config_loader`): each schedule that never fires was checked with a 29-year
 /// search, so 150 of them in a 4 KB file took seconds, and a large file would take hours.
 #[test]
 fn a_file_of_schedules_that_never_fire_is_checked_quickly() {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::config::diag::clip;
+use crate::quote::clip;
 
 /// The fields of a cron line, in the order of a 6-field line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use chrono_tz::{GapInfo, Tz};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use crate::config::diag::clip;
+use crate::quote::clip;
 
 pub use field::Field;
 

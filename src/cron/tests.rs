@@ -144,8 +144,8 @@ fn expressions_that_never_fire_have_no_next_time() {
     assert_eq!(days("0 0 29 2 */7", "2026-11-24T00:00:00Z", 1), ["2032-02-29"]);
 }
 
-/// `ever_fires` looks at the days alone (the fuzzer's `config_loader` target found the 29-year search it used to
-/// make too slow for a file of many schedules that never fire); it must still agree with that search.
+/// `ever_fires` looks at the days alone (fuzzing `config_loader` showed the 29-year search it used to make too slow
+/// for a file of many schedules that never fire); it must still agree with that search.
 #[test]
 fn whether_an_expression_ever_fires_agrees_with_the_search() {
     let exprs = [
@@ -171,7 +171,7 @@ fn whether_an_expression_ever_fires_agrees_with_the_search() {
     }
 }
 
-/// Found by the fuzzer: 150 schedules of `0 0 30 2 *` in a 4 KB file took seconds to check, each a 29-year search.
+/// Found fuzzing: 150 schedules of `0 0 30 2 *` in a 4 KB file took seconds to check, each a 29-year search.
 #[test]
 fn thousands_of_expressions_that_never_fire_are_checked_quickly() {
     let started = std::time::Instant::now();

@@ -100,12 +100,13 @@ fn a_state_file_locked_by_another_process_for_10_s_is_waited_out_and_nothing_is_
     assert_eq!(unfinished, 0, "{logs}");
     let sent = &slots_by_schedule(&fake)["every-second"];
     let mut unique = sent.clone();
+    unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), sent.len(), "nothing reached GitLab twice");
 }
 
 #[test]
-fn a_full_disk_stops_nothing_but_the_writes_says_so_once_and_recording_resumes_with_space() {
+fn on_a_full_disk_it_fires_on_says_so_once_and_records_the_runs_when_space_returns() {
     // A small tmpfs of its own, in a mount namespace of its own: nothing of the machine's disk is filled.
     let namespace = std::process::Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success());
     if !namespace {
@@ -149,7 +150,9 @@ fn a_full_disk_stops_nothing_but_the_writes_says_so_once_and_recording_resumes_w
         let (status, body) = common::daemon::http(&addr, "GET", "/readyz");
         status == 503 && body.contains("cannot be written")
     });
+    let full = sent();
     std::thread::sleep(Duration::from_secs(3));
+    assert!(sent() >= full + 2, "it keeps firing while the disk is full:\n{}", logs());
     assert_eq!(common::daemon::http(&addr, "GET", "/healthz").0, 200, "the timer loop lives on");
     // `status` reads the history, and says that the disk is full; `--quiet` (a health check) fails on it.
     let status = |quiet: &str| {
@@ -193,7 +196,9 @@ fn a_full_disk_stops_nothing_but_the_writes_says_so_once_and_recording_resumes_w
 
     let logs = logs();
     common::artifacts::keep("log", logs.as_bytes());
-    assert_eq!(logs.matches("cannot be written; no slot is fired").count(), 1, "logged once:\n{logs}");
+    assert_eq!(logs.matches("the state database cannot be written;").count(), 1, "logged once:\n{logs}");
+    assert_eq!(logs.matches("firing without a claim").count(), 1, "logged once:\n{logs}");
+    assert!(logs.contains("recorded the runs fired while the state database could not be written"), "{logs}");
     let connection = rusqlite::Connection::open(copy.join("pipecron.db")).expect("opens");
     let integrity: String = connection.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("checks");
     assert_eq!(integrity, "ok", "the store is intact");
@@ -208,8 +213,15 @@ fn a_full_disk_stops_nothing_but_the_writes_says_so_once_and_recording_resumes_w
         .expect("reads")
         .collect::<Result<_, _>>()
         .expect("reads");
-    assert_eq!(count, (last - first) / 1000 + 1, "every second of the outage is recorded, fired or missed: {rows:?}");
+    assert_eq!(count, (last - first) / 1000 + 1, "every second of the outage is recorded: {rows:?}");
     assert_eq!(unfinished, 0, "{logs}");
+    let fired: Vec<i64> = rows.iter().filter(|(_, state, _)| state == "succeeded").map(|(slot, ..)| *slot).collect();
+    let sent = &slots_by_schedule(&fake)["every-second"];
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len(), "nothing reached GitLab twice");
+    assert_eq!(fired.len(), sent.len(), "each slot that reached GitLab has its row: {rows:?}");
 }
 
 fn wait(what: &str, mut probe: impl FnMut() -> bool) {

@@ -14,11 +14,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, watch};
 
 use super::health::Health;
+use super::unrecorded::Unrecorded;
 use super::{LEAD, ON_TIME};
 use crate::clock::{Clock, Corrected};
 use crate::events::{Event, Events, Fired};
 use crate::schedule::Schedule;
-use crate::store::{Key, Replica, RunStore, StoreError};
+use crate::store::{Key, Replica, Run, RunStore, StoreError};
 use crate::trigger::{self, Attempt, Backoff, Ending, Overrides, Reason, RunResult, Trigger, TriggerRequest};
 
 /// The slots this replica has claimed and not yet finished, and whether each is `sending`, so that a shutdown can
@@ -39,12 +40,14 @@ pub struct Slot {
     /// For a slot without jitter: the instant the loop has waited for, shared by every slot due then, so that a
     /// burst wakes once at its instant rather than once per slot.
     pub go: Option<watch::Receiver<DateTime<Utc>>>,
+    /// Whether its claim is in the store; `false` when it was fired on a full disk, its claim held in memory.
+    pub stored: bool,
 }
 
 impl Slot {
     pub fn new(schedule: Arc<Schedule>, at: DateTime<Utc>, reason: Reason, delay: Duration) -> Slot {
         let request = TriggerRequest::new(&schedule, at, reason, &Overrides::default());
-        Slot { schedule, at, reason, delay, request, go: None }
+        Slot { schedule, at, reason, delay, request, go: None, stored: true }
     }
 
     fn key(&self) -> Key {
@@ -65,6 +68,7 @@ pub struct FireContext<S, T, C> {
     /// How many slots wait for a place in the pool: while any do, results are recorded without gathering.
     pub waiting: Arc<AtomicUsize>,
     pub events: Events,
+    pub unrecorded: Arc<Unrecorded>,
 }
 
 impl<S, T, C> Clone for FireContext<S, T, C> {
@@ -80,11 +84,12 @@ impl<S, T, C> Clone for FireContext<S, T, C> {
             in_flight: self.in_flight.clone(),
             waiting: self.waiting.clone(),
             events: self.events.clone(),
+            unrecorded: self.unrecorded.clone(),
         }
     }
 }
 
-impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
+impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContext<S, T, C> {
     /// Fires one claimed slot, whose row this replica owns.
     pub async fn fire(self, slot: Slot) {
         let key = (slot.schedule.name.clone(), slot.at);
@@ -121,7 +126,7 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         }
         let started = self.clock.now();
         let lateness_ms = (started - slot.at).num_milliseconds() - slot.delay.as_millis() as i64;
-        let Slot { schedule, at, reason, request, .. } = slot;
+        let Slot { schedule, at, reason, request, stored, .. } = slot;
         let result = match request {
             Ok(request) => {
                 self.events.publish(Event::Sending { request: &request });
@@ -136,7 +141,10 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         };
         // The place is held until the result is recorded: at most `concurrency` rows are ever `sending`, so a
         // crash leaves at most that many `unknown`.
-        self.record(&schedule.name, at, &result).await;
+        match stored {
+            true => self.record(&schedule.name, at, &result).await,
+            false => self.hold(&schedule.name, at, reason, started, &result),
+        }
         drop(permit);
         let fired = Fired { schedule: schedule.name.to_string(), slot: at, reason, result, lateness_ms };
         self.events.publish(Event::Finished(&fired));
@@ -145,6 +153,11 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
     /// Moves the slot's row to `sending`; false if it must not be sent: taken over by another replica, or so late
     /// (the store was away) that it is past its catch-up window and is recorded missed instead.
     async fn mark_sending(&self, slot: &Slot) -> bool {
+        if !slot.stored {
+            let key = (slot.schedule.name.clone(), slot.at);
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key, true);
+            return true;
+        }
         let owner = self.replica.id.as_str();
         // Late past its own time, the slot plus its jitter: a long jitter is not lateness.
         let late = self.clock.now() - slot.at - chrono::Duration::from_std(slot.delay).unwrap_or_default();
@@ -180,6 +193,37 @@ impl<S: RunStore, T: Trigger, C: Clock> FireContext<S, T, C> {
         if !recorded {
             tracing::warn!(schedule = name, %slot, "the run was taken over by another replica; its ending is theirs");
         }
+    }
+
+    /// Holds the run of a slot fired without a claim in the store, and starts writing the held runs if no task is.
+    fn hold(&self, name: &str, slot: DateTime<Utc>, reason: Reason, started: DateTime<Utc>, result: &RunResult) {
+        let run = Run {
+            schedule: name.to_string(),
+            slot,
+            reason,
+            state: result.ending.into(),
+            attempts: result.attempts,
+            started_at: Some(started),
+            finished_at: Some(self.clock.now()),
+            http_status: result.http_status,
+            pipeline: result.pipeline.clone(),
+            error: result.error.clone(),
+            owner: Some(self.replica.id.clone()),
+        };
+        if self.unrecorded.hold(run) {
+            tokio::spawn(self.clone().write_held());
+        }
+    }
+
+    /// Writes the held runs, batch after batch, until none are left; the store keeps a row it already has.
+    async fn write_held(self) {
+        let mut written = 0;
+        while let Some(batch) = self.unrecorded.next_batch() {
+            self.retry("recording runs fired while the disk was full", || self.store.import(batch.clone())).await;
+            self.unrecorded.written(batch.len());
+            written += batch.len();
+        }
+        tracing::info!(runs = written, "recorded the runs fired while the state database could not be written");
     }
 
     /// Calls the store until it answers, backing off; an outage is logged once, by `Health`.

@@ -41,8 +41,8 @@ impl Health {
             _ => tracing::error!(
                 %error,
                 doing,
-                "the state database cannot be written; no slot is fired until it can, then the newest missed slot \
-                 of each schedule is caught up and the rest recorded missed"
+                "the state database cannot be written; a lone replica fires on and records the runs once it can, \
+                 while with several no slot is fired until it can"
             ),
         }
     }

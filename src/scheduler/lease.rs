@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
+use super::unrecorded::Unrecorded;
 use crate::clock::{Clock, Corrected};
 use crate::events::{Event, Events};
 use crate::store::{Replica, RunStore, TakenOver, owner_name};
@@ -26,6 +27,7 @@ pub struct Lease<S, C> {
     pub clock: Arc<Corrected<C>>,
     pub health: Arc<Health>,
     pub events: Events,
+    pub unrecorded: Arc<Unrecorded>,
 }
 
 impl<S: RunStore, C: Clock> Lease<S, C> {
@@ -102,9 +104,10 @@ impl<S: RunStore, C: Clock> Lease<S, C> {
 }
 
 impl<S: RunStore, C: Clock> Lease<S, C> {
-    /// Counts the live replicas, for the metrics.
+    /// Counts the live replicas, for the metrics, and to know whether this one may fire on a full disk.
     pub async fn count_replicas(&self) {
         if let Ok(replicas) = self.store.live_replicas().await {
+            self.unrecorded.set_replicas(replicas.len());
             self.events.publish(Event::Lease { replicas_alive: replicas.len() });
         }
     }

@@ -11,6 +11,7 @@ mod fire;
 mod health;
 mod lease;
 mod queue;
+mod unrecorded;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -106,6 +107,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             in_flight: Arc::default(),
             waiting: Arc::default(),
             events: Events::default(),
+            unrecorded: Arc::default(),
         };
         Scheduler {
             shared,
@@ -192,6 +194,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             clock: self.shared.clock.clone(),
             health: self.shared.health.clone(),
             events: self.shared.events.clone(),
+            unrecorded: self.shared.unrecorded.clone(),
         }
     }
 
@@ -384,6 +387,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         let jitters: Vec<Duration> = fires.iter().map(|(s, _, _)| jitter(s.jitter)).collect();
         self.tasks.spawn(async move {
             let keys = fires.iter().map(|(s, slot, reason)| (s.name.to_string(), *slot, *reason)).collect();
+            let mut stored = true;
             let claimed = match context.store.claim_many(keys, &context.replica.id, context.clock.now()).await {
                 Ok(claimed) => {
                     context.health.ok();
@@ -397,6 +401,12 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                     }
                     claimed
                 }
+                // A full disk: the only replica fires all the same, and holds the runs until they can be written.
+                Err(error) if context.unrecorded.may_fire(&error, fires.len()) => {
+                    context.health.failed("claiming slots", &error);
+                    stored = false;
+                    vec![true; fires.len()]
+                }
                 Err(error) => {
                     context.health.failed("claiming slots", &error);
                     put_back(&unclaimed, fires, context.clock.now());
@@ -404,13 +414,15 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
                 }
             };
             let won = claimed.iter().filter(|won| **won).count();
-            context.events.publish(Event::Claimed { asked: claimed.len(), won });
+            if stored {
+                context.events.publish(Event::Claimed { asked: claimed.len(), won });
+            }
             let mut tasks = JoinSet::new();
             let (go, started) = tokio::sync::watch::channel(DateTime::<Utc>::MIN_UTC);
             let mut instants = std::collections::BTreeSet::new();
             for (((schedule, at, reason), won), delay) in fires.into_iter().zip(claimed).zip(jitters) {
                 if won {
-                    let slot = Slot { go: Some(started.clone()), ..Slot::new(schedule, at, reason, delay) };
+                    let slot = Slot { go: Some(started.clone()), stored, ..Slot::new(schedule, at, reason, delay) };
                     instants.extend(delay.is_zero().then_some(at));
                     tasks.spawn(context.clone().fire(slot));
                 } else {
@@ -441,6 +453,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         })
         .await;
         self.record_unclaimed().await;
+        self.record_held().await;
         if finished.is_ok() {
             return;
         }
@@ -493,6 +506,34 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             _ => {
                 tracing::error!(slots = keys.len(), "stopped before the store took these slots; they are not recorded")
             }
+        }
+    }
+}
+
+impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
+    /// At a stop, writes the runs fired while the disk was full, if it has room now. Otherwise they are lost, and
+    /// the log names the newest of each schedule: a restart may catch that one up and fire it again.
+    async fn record_held(&mut self) {
+        let held = self.shared.unrecorded.take_all();
+        if held.is_empty() {
+            return;
+        }
+        let written = tokio::time::timeout(Duration::from_secs(2), self.shared.store.import(held.clone())).await;
+        if let Ok(Ok(_)) = written {
+            return tracing::info!(runs = held.len(), "recorded the runs fired while the disk was full");
+        }
+        let mut newest: HashMap<&str, DateTime<Utc>> = HashMap::new();
+        for run in &held {
+            let slot = newest.entry(&run.schedule).or_insert(run.slot);
+            *slot = (*slot).max(run.slot);
+        }
+        for (schedule, slot) in newest {
+            tracing::error!(
+                schedule,
+                %slot,
+                "stopped while the disk was full: the runs fired meanwhile are not recorded, and a restart may catch \
+                 up this slot again"
+            );
         }
     }
 }

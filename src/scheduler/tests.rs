@@ -56,10 +56,11 @@ fn schedules(body: &str) -> Vec<Arc<Schedule>> {
     loaded
 }
 
-/// A store that can be made unreachable, as a database that goes away.
+/// A store that can be made unreachable, as a database that goes away, or unwritable, as one on a full disk.
 struct Flaky {
     store: SqliteStore,
     down: std::sync::atomic::AtomicBool,
+    full: std::sync::atomic::AtomicBool,
 }
 
 impl Flaky {
@@ -67,18 +68,29 @@ impl Flaky {
         self.down.store(down, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn check(&self) -> Result<(), StoreError> {
-        match self.down.load(std::sync::atomic::Ordering::Relaxed) {
-            true => Err(StoreError::Unreachable { location: "test".into(), reason: "down".into() }),
+    fn set_full(&self, full: bool) {
+        self.full.store(full, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn check(&self, writes: bool) -> Result<(), StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Unreachable { location: "test".into(), reason: "down".into() });
+        }
+        match writes && self.full.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err(StoreError::Unwritable("database or disk is full".into())),
             false => Ok(()),
         }
     }
 }
 
-/// Each call fails while the store is down, and goes through to SQLite otherwise.
+/// Each call fails while the store is down (a write, also while it is full), and goes through to SQLite otherwise.
 macro_rules! through {
     ($self:ident . $call:ident ( $($arg:expr),* )) => {{
-        $self.check()?;
+        $self.check(true)?;
+        $self.store.$call($($arg),*).await
+    }};
+    (read $self:ident . $call:ident ( $($arg:expr),* )) => {{
+        $self.check(false)?;
         $self.store.$call($($arg),*).await
     }};
 }
@@ -118,13 +130,13 @@ impl RunStore for Flaky {
         through!(self.record_missed(slots, now))
     }
     async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        through!(self.last_slots())
+        through!(read self.last_slots())
     }
     async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
-        through!(self.last_runs())
+        through!(read self.last_runs())
     }
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
-        through!(self.history(schedule, limit))
+        through!(read self.history(schedule, limit))
     }
     async fn runs_before(
         &self,
@@ -132,7 +144,7 @@ impl RunStore for Flaky {
         before: Option<DateTime<Utc>>,
         limit: usize,
     ) -> Result<Vec<Run>, StoreError> {
-        through!(self.runs_before(schedule, before, limit))
+        through!(read self.runs_before(schedule, before, limit))
     }
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
         through!(self.register(replica))
@@ -147,22 +159,22 @@ impl RunStore for Flaky {
         through!(self.take_over(me))
     }
     async fn live_replicas(&self) -> Result<Vec<crate::store::ReplicaRow>, StoreError> {
-        through!(self.live_replicas())
+        through!(read self.live_replicas())
     }
     fn hurry(&self) {
         self.store.hurry()
     }
     async fn clock(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        through!(self.clock())
+        through!(read self.clock())
     }
     async fn export(&self, after: Option<Key>, limit: usize) -> Result<Vec<Run>, StoreError> {
-        through!(self.export(after, limit))
+        through!(read self.export(after, limit))
     }
     async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {
         through!(self.import(runs))
     }
     async fn count(&self) -> Result<u64, StoreError> {
-        through!(self.count())
+        through!(read self.count())
     }
 }
 
@@ -188,7 +200,7 @@ impl Harness {
     ) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let store = SqliteStore::open(&dir.path().join("state.db")).expect("opens");
-        let store = Arc::new(Flaky { store, down: Default::default() });
+        let store = Arc::new(Flaky { store, down: Default::default(), full: Default::default() });
         for (name, slot) in seed {
             assert!(store.claim(name, *slot, Reason::Schedule, "seed", *slot).await.expect("claims"));
             let done = RunResult { ending: Ending::Succeeded, ..RunResult::unanswered(Ending::Succeeded, None) };
@@ -560,4 +572,47 @@ async fn a_store_away_for_seconds_leaves_every_per_second_slot_fired_or_missed()
     let slots: Vec<(DateTime<Utc>, RunState)> = runs.iter().rev().map(|r| (r.slot, r.state)).collect();
     let (first, last) = (slots[0].0, slots[slots.len() - 1].0);
     assert_eq!(slots.len() as i64, (last - first).num_seconds() + 1, "a second is missing: {slots:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_a_full_disk_a_lone_replica_fires_on_and_records_the_runs_once_it_can() {
+    let list = schedules("  every-second:\n    cron: \"* * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    h.next(2).await;
+    h.store.set_full(true);
+    let during = tokio::time::timeout(Duration::from_secs(10), h.next(5)).await.expect("fires on a full disk");
+    assert!(during.iter().all(|f| f.result.ending == Ending::Succeeded), "{during:?}");
+    assert!(h.store.history(Some("every-second"), 100).await.expect("reads").len() <= 3, "nothing written meanwhile");
+    h.store.set_full(false);
+    // The held runs are written at the writer's next try, within its back-off.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let store = h.store.clone();
+    let trigger = h.trigger.clone();
+    h.stop().await;
+    let sent = trigger.sent();
+    let runs = store.history(Some("every-second"), 100).await.expect("reads");
+    let slots: Vec<(DateTime<Utc>, RunState)> = runs.iter().rev().map(|r| (r.slot, r.state)).collect();
+    let (first, last) = (slots[0].0, slots[slots.len() - 1].0);
+    assert_eq!(slots.len() as i64, (last - first).num_seconds() + 1, "a second is missing: {slots:?}");
+    assert!(slots.iter().all(|(_, state)| *state == RunState::Succeeded), "{slots:?}");
+    assert_eq!(sent.len(), slots.len(), "each slot reached GitLab once, and each has its row");
+    assert!(runs.iter().all(|r| r.owner.as_deref().is_some_and(|o| o != "seed")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_a_full_disk_nothing_is_fired_while_another_replica_lives() {
+    let list = schedules("  every-second:\n    cron: \"* * * * * *\"\n");
+    let mut h = Harness::start(list, Options::default(), Recorder::default(), &[]).await;
+    h.next(1).await;
+    let other = Replica::this_process(Duration::from_secs(3600));
+    h.store.register(&other).await.expect("registers");
+    // The lease counts the replicas once a minute.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let before = h.trigger.sent().len();
+    h.store.set_full(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.trigger.sent().len(), before, "the other replica could fire the same slots");
+    h.store.set_full(false);
+    h.next(1).await;
+    h.stop().await;
 }

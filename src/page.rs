@@ -15,6 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use crate::quote::thousands;
 use crate::run::{Pipeline, RunState};
 use crate::schedule::{Api, Project, Schedule};
 use crate::status::{self, masked_token};
@@ -148,11 +149,11 @@ fn summary(listing: &Listing, shown: usize) -> Markup {
     html! {
         @if listing.total > 0 {
             p.summary {
-                "Showing " (count(shown)) " of " (count(listing.matched)) " " (noun)
+                "Showing " (thousands(shown)) " of " (thousands(listing.matched)) " " (noun)
                 @if !listing.q.is_empty() {
                     " matching “" (listing.q) "”"
                     @if listing.matched != listing.total {
-                        " (" (count(listing.total)) " in all)"
+                        " (" (thousands(listing.total)) " in all)"
                     }
                 }
                 @if listing.pages > 1 {
@@ -465,7 +466,7 @@ fn long_value(value: &str) -> Markup {
             details {
                 summary {
                     code { (shorten(value.lines().next().unwrap_or_default(), 60)) }
-                    " " span.muted { "(" (count(chars)) " characters)" }
+                    " " span.muted { "(" (thousands(chars)) " characters)" }
                 }
                 pre.value { (value) }
             }
@@ -800,19 +801,6 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-/// `1,234,567`.
-fn count(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 /// GitLab-like: system font, light background, neutral tables, badges with enough contrast to read (4.5:1 and more).
 /// A table wider than the screen casts a shadow on the side it scrolls to (backgrounds that scroll with it cover
 /// the shadows at its ends). On a phone (45rem and less) the rows of the overview, the next runs and the history are
@@ -1008,6 +996,12 @@ schedules:
         let now = header().now;
         let next: Vec<_> = schedules[0].cron.iter_after(schedules[0].timezone, now).take(10).collect();
         schedule(&header(), &row(&schedules[0], runs.first(), now), &next, runs, before, older).into_string()
+    }
+
+    #[test]
+    fn long_text_is_shortened() {
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abcd", 4), "abcd");
     }
 
     #[test]
@@ -1265,15 +1259,5 @@ schedules:
         let html = overview_of(&claimed);
         assert!(html.contains(r#"<span class="badge info">claimed</span>"#), "{html}");
         assert!(!html.contains(r#"<tr class="#), "a run on its way does not stand out: {html}");
-    }
-
-    #[test]
-    fn counts_read_with_separators() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1000), "1,000");
-        assert_eq!(count(1_234_567), "1,234,567");
-        assert_eq!(shorten("abcdef", 4), "abc…");
-        assert_eq!(shorten("abcd", 4), "abcd");
     }
 }

@@ -93,7 +93,7 @@ pub async fn fire<T: Trigger>(
                     ending: Ending::Succeeded,
                     attempts,
                     http_status: Some(201),
-                    pipeline: Some(pipeline),
+                    pipeline: Some(scrub_pipeline(pipeline, request)),
                     error: None,
                     retries_exhausted: false,
                 };
@@ -113,7 +113,7 @@ pub async fn fire<T: Trigger>(
                     ending: Ending::Failed,
                     attempts,
                     http_status,
-                    pipeline,
+                    pipeline: pipeline.map(|p| scrub_pipeline(p, request)),
                     error: Some(tidy(&message, request)),
                     retries_exhausted: false,
                 };
@@ -152,6 +152,15 @@ pub async fn fire<T: Trigger>(
 /// A message as it leaves this module: at most `MESSAGE_CHARS`, and without the token.
 fn tidy(message: &str, request: &TriggerRequest) -> String {
     scrub(&outcome::shorten(message, MESSAGE_CHARS), request)
+}
+
+/// A pipeline as GitLab (or whatever answered in its place) described it, without the token: it is stored and shown.
+fn scrub_pipeline(pipeline: Pipeline, request: &TriggerRequest) -> Pipeline {
+    Pipeline {
+        status: scrub(&pipeline.status, request),
+        web_url: pipeline.web_url.map(|url| scrub(&url, request)),
+        ..pipeline
+    }
 }
 
 /// Belt and braces: no message leaves this module with the token in it, whatever a proxy echoed back.

@@ -360,3 +360,19 @@ async fn a_token_echoed_in_a_page_cut_inside_it_shows_no_more_than_the_masked_to
     assert!(error.contains(&format!("token={} (only the first 64 KiB", request().token.masked())), "{error}");
     assert!(!error.contains(&token[..token.len() - 8]) && !error.contains("secre"), "{error}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_echoed_in_a_pipelines_fields_is_not_kept() {
+    let token = request().token.expose().to_string();
+    let echoed = Pipeline {
+        id: 7,
+        iid: None,
+        status: format!("created by {token}"),
+        web_url: Some(format!("https://gitlab.example.com/p/-/pipelines/7?token={token}")),
+    };
+    let result = fire_script(&Script::new(vec![Attempt::Created(echoed)]), 0).await;
+    let pipeline = result.pipeline.expect("a pipeline");
+    let kept = format!("{} {}", pipeline.status, pipeline.web_url.unwrap_or_default());
+    assert!(!kept.contains(&token), "{kept}");
+    assert!(kept.contains(&request().token.masked()), "{kept}");
+}

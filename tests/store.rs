@@ -59,6 +59,15 @@ impl Fixture {
             _ => unreachable!("a PostgreSQL fixture has its database"),
         }
     }
+
+    /// Runs SQL on a SQLite file; column `column` of every row, one a line.
+    fn sql_rows(&self, sql: &str, column: usize) -> String {
+        let StateLocation::Sqlite(path) = &self.location else { unreachable!("a SQLite fixture") };
+        let connection = rusqlite::Connection::open(path).expect("opens");
+        let mut statement = connection.prepare(sql).expect("prepares");
+        let rows = statement.query_map([], |row| row.get::<_, String>(column)).expect("runs");
+        rows.collect::<Result<Vec<_>, _>>().expect("reads").join("\n")
+    }
 }
 
 fn at(minute: u32) -> DateTime<Utc> {
@@ -329,6 +338,70 @@ async fn a_row_it_cannot_read_is_an_error_naming_the_row_and_the_value(kind: Kin
     assert_eq!(fixture.sql("SELECT owner FROM runs WHERE schedule = 'later'"), "gone:1:00000000");
 }
 
+/// Records a finished run of `name` at `slot`, as a daemon would.
+async fn fired(store: &Store, name: &str, slot: DateTime<Utc>, reason: Reason) {
+    assert!(store.claim(name, slot, reason, "a:1:0", slot).await.expect("claims"));
+    assert!(store.finish(name, slot, &created(1), "a:1:0", slot).await.expect("finishes"));
+}
+
+async fn the_last_run_and_last_slot_of_each_schedule_are_found(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    assert!(store.last_runs().await.expect("reads").is_empty());
+    assert!(store.last_slots().await.expect("reads").is_empty());
+    for minute in 0..5 {
+        fired(&store, "b-nightly", at(minute), Reason::Schedule).await;
+    }
+    fired(&store, "a-hourly", at(1), Reason::Schedule).await;
+    fired(&store, "a-hourly", at(7), Reason::RunNow).await;
+    fired(&store, "c-only-by-hand", at(3), Reason::RunNow).await;
+    let last: Vec<(String, DateTime<Utc>)> =
+        store.last_runs().await.expect("reads").into_iter().map(|r| (r.schedule, r.slot)).collect();
+    let want = [("a-hourly", at(7)), ("b-nightly", at(4)), ("c-only-by-hand", at(3))];
+    assert_eq!(last, want.map(|(n, t)| (n.to_string(), t)));
+    let mut slots: Vec<(String, DateTime<Utc>)> = store.last_slots().await.expect("reads").into_iter().collect();
+    slots.sort();
+    assert_eq!(slots, [("a-hourly".to_string(), at(1)), ("b-nightly".to_string(), at(4))], "run-now is not a slot");
+    assert_eq!(store.schedule_names().await.expect("reads"), ["a-hourly", "b-nightly", "c-only-by-hand"]);
+}
+
+async fn pruning_deletes_old_finished_runs_in_batches_and_keeps_the_newest(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    for minute in 0..10 {
+        fired(&store, "nightly", at(minute), Reason::Schedule).await;
+    }
+    // One still under way, and another schedule's run, older than the cut.
+    assert!(store.claim("nightly", at(10), Reason::Schedule, "a:1:0", at(10)).await.expect("claims"));
+    assert!(store.claim("nightly", at(11), Reason::Schedule, "a:1:0", at(11)).await.expect("claims"));
+    assert_eq!(store.start_sending(vec![("nightly".into(), at(11))], "a:1:0").await.expect("moves"), [true]);
+    fired(&store, "other", at(0), Reason::Schedule).await;
+    let slots = |runs: Vec<pipecron::store::Run>| runs.into_iter().map(|r| r.slot).collect::<Vec<_>>();
+
+    assert_eq!(store.prune("nightly", at(5), 3).await.expect("prunes"), 3, "a batch at most");
+    assert_eq!(store.prune("nightly", at(5), 3).await.expect("prunes"), 2);
+    assert_eq!(store.prune("nightly", at(5), 3).await.expect("prunes"), 0);
+    let left = slots(store.history(Some("nightly"), 100).await.expect("reads"));
+    assert_eq!(left, (5..12).rev().map(at).collect::<Vec<_>>());
+    // Everything older than the far future: the runs under way and the newest stay.
+    assert_eq!(store.prune("nightly", at(59), 100).await.expect("prunes"), 5);
+    assert_eq!(slots(store.history(Some("nightly"), 100).await.expect("reads")), [at(11), at(10)]);
+    fired(&store, "lonely", at(2), Reason::Schedule).await;
+    assert_eq!(store.prune("lonely", at(59), 100).await.expect("prunes"), 0, "the newest run is always kept");
+    assert_eq!(slots(store.history(Some("other"), 10).await.expect("reads")), [at(0)], "other schedules untouched");
+}
+
+async fn the_cap_finds_the_run_past_the_newest_n(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    for minute in 0..10 {
+        fired(&store, "nightly", at(minute), Reason::Schedule).await;
+    }
+    assert_eq!(store.nth_newest("nightly", 3).await.expect("reads"), Some(at(6)), "9, 8 and 7 are newer");
+    assert_eq!(store.nth_newest("nightly", 10).await.expect("reads"), None, "only 10 runs");
+    assert_eq!(store.nth_newest("none", 0).await.expect("reads"), None);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -360,7 +433,43 @@ conformance!(
     history_is_copied_as_it_is_and_only_once,
     several_processes_migrating_a_new_store_at_once_all_start,
     a_row_it_cannot_read_is_an_error_naming_the_row_and_the_value,
+    the_last_run_and_last_slot_of_each_schedule_are_found,
+    pruning_deletes_old_finished_runs_in_batches_and_keeps_the_newest,
+    the_cap_finds_the_run_past_the_newest_n,
+    the_queries_of_a_long_history_use_an_index,
 );
+
+/// Each query `status`, `history`, catch-up and retention make reads through an index (`EXPLAIN QUERY PLAN` on
+/// SQLite, `EXPLAIN` with sequential scans discouraged on PostgreSQL, whose planner would scan a small table).
+async fn the_queries_of_a_long_history_use_an_index(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    fired(&store, "nightly", at(0), Reason::Schedule).await;
+    for (what, sql) in pipecron::store::hot_queries() {
+        let first = if sql.contains("schedule = $1") { "'nightly'" } else { "20" };
+        let sql = sql.replace("$1", first).replace("$2", "1764000000000").replace("$3", "20");
+        let plan = match kind {
+            Kind::Sqlite => fixture.sql_rows(&format!("EXPLAIN QUERY PLAN {sql}"), 3),
+            Kind::Postgres => fixture.sql(&format!("SET enable_seqscan = off; EXPLAIN {sql}")),
+        };
+        let lines: Vec<&str> = plan.lines().collect();
+        let full_scans: Vec<&str> = (0..lines.len())
+            .filter(|&i| match kind {
+                // A scan of the slot index is a walk from the newest, stopped by the LIMIT.
+                Kind::Sqlite => lines[i].contains("SCAN runs") && !lines[i].contains("USING INDEX runs_by_slot"),
+                // A scan node without an `Index Cond` among its details reads every row (or every index entry).
+                Kind::Postgres => {
+                    let node = lines[i].contains("Scan") && lines[i].contains(" on runs");
+                    let details = lines[i + 1..].iter().take_while(|l| !l.contains("->") && !l.contains("Plan "));
+                    let searched = details.into_iter().any(|l| l.contains("Index Cond"));
+                    node && !searched && !lines[i].contains("runs_by_slot")
+                }
+            })
+            .map(|i| lines[i])
+            .collect();
+        assert!(full_scans.is_empty(), "{what} reads the whole table:\n{sql}\n{plan}");
+    }
+}
 
 /// The schema as version 1 shipped it, with a row left `claimed` by a kill -9.
 const V1: &str = "CREATE TABLE runs (

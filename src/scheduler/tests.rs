@@ -146,6 +146,15 @@ impl RunStore for Flaky {
     ) -> Result<Vec<Run>, StoreError> {
         through!(read self.runs_before(schedule, before, limit))
     }
+    async fn schedule_names(&self) -> Result<Vec<String>, StoreError> {
+        through!(read self.schedule_names())
+    }
+    async fn nth_newest(&self, schedule: &str, n: u64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        through!(read self.nth_newest(schedule, n))
+    }
+    async fn prune(&self, schedule: &str, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        through!(self.prune(schedule, before, limit))
+    }
     async fn register(&self, replica: &Replica) -> Result<(), StoreError> {
         through!(self.register(replica))
     }

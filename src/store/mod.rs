@@ -12,6 +12,8 @@ mod location;
 mod postgres;
 mod postgres_tls;
 mod schema;
+
+pub use schema::hot_queries;
 mod sqlite;
 
 use std::collections::HashMap;
@@ -198,6 +200,26 @@ pub trait RunStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
 
+    /// The name of every schedule the history holds runs of, configured or not.
+    fn schedule_names(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The slot of the schedule's run that has `n` newer runs, if it has that many: the newest run a cap of `n`
+    /// runs would delete.
+    fn nth_newest(
+        &self,
+        schedule: &str,
+        n: u64,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Deletes up to `limit` of the schedule's finished runs older than `before`, oldest first; how many it did.
+    /// The schedule's newest run is always kept.
+    fn prune(
+        &self,
+        schedule: &str,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
     /// Registers a replica, or renews it; its heartbeat is the database's now.
     fn register(&self, replica: &Replica) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -270,6 +292,18 @@ macro_rules! each {
 }
 
 impl RunStore for Store {
+    async fn schedule_names(&self) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.schedule_names())
+    }
+
+    async fn nth_newest(&self, schedule: &str, n: u64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        each!(self, s => s.nth_newest(schedule, n))
+    }
+
+    async fn prune(&self, schedule: &str, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        each!(self, s => s.prune(schedule, before, limit))
+    }
+
     fn hurry(&self) {
         match self {
             Store::Sqlite(s) => s.hurry(),

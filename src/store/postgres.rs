@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::location::{PostgresUrl, SslMode};
-use super::schema::{COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
+use super::schema::{self, COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
 use super::{
     Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
     lease_millis, millis,
@@ -464,14 +464,28 @@ impl RunStore for PostgresStore {
     }
 
     async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        let rows =
-            self.query("SELECT schedule, MAX(slot) FROM runs WHERE reason <> 'run-now' GROUP BY schedule", &[]).await?;
+        let rows = self.query(&schema::last_slots(), &[]).await?;
         Ok(rows.iter().map(|r| (r.get::<_, String>(0), instant(r.get(1)))).collect())
     }
 
     async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
-        let sql = format!("SELECT DISTINCT ON (schedule) {COLUMNS} FROM runs ORDER BY schedule, slot DESC");
-        read_runs(&self.query(&sql, &[]).await?)
+        read_runs(&self.query(&schema::last_runs(), &[]).await?)
+    }
+
+    async fn schedule_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.query(&schema::schedule_names(), &[]).await?.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn nth_newest(&self, schedule: &str, n: u64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = self.query(schema::NTH_NEWEST, &[&schedule, &n]).await?;
+        Ok(rows.first().map(|r| instant(r.get(0))))
+    }
+
+    async fn prune(&self, schedule: &str, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        let (before, limit) = (millis(before), i64::try_from(limit).unwrap_or(i64::MAX));
+        let deleted = self.execute(schema::PRUNE, &[&schedule, &before, &limit]).await?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
@@ -480,7 +494,7 @@ impl RunStore for PostgresStore {
             return self.runs_before(name, None, limit).await;
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
+        let sql = schema::history();
         read_runs(&self.query(&sql, &[&limit]).await?)
     }
 
@@ -491,7 +505,7 @@ impl RunStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Run>, StoreError> {
         let (before, limit) = (before.map_or(i64::MAX, millis), i64::try_from(limit).unwrap_or(i64::MAX));
-        let sql = format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 AND slot < $2 ORDER BY slot DESC LIMIT $3");
+        let sql = schema::runs_before();
         read_runs(&self.query(&sql, &[&schedule, &before, &limit]).await?)
     }
 

@@ -49,6 +49,75 @@ pub const MIGRATIONS: &[&str] = &[
 pub const COLUMNS: &str = "schedule, slot, reason, state, attempts, started_at, finished_at, http_status, \
                            pipeline_id, pipeline_iid, pipeline_status, web_url, error, owner";
 
+/// The names of the schedules in the history, each found by one seek in the primary key (a "loose index scan"):
+/// `GROUP BY schedule` would read every row, and a history holds millions.
+const NAMES: &str = "WITH RECURSIVE names(name) AS (
+        SELECT MIN(schedule) FROM runs
+        UNION ALL
+        SELECT (SELECT MIN(schedule) FROM runs WHERE schedule > names.name) FROM names WHERE names.name IS NOT NULL
+    )";
+
+/// Every schedule in the history, by name.
+pub fn schedule_names() -> String {
+    format!("{NAMES} SELECT name FROM names WHERE name IS NOT NULL ORDER BY name")
+}
+
+/// The newest run of each schedule: two seeks a schedule.
+pub fn last_runs() -> String {
+    format!(
+        "{NAMES} SELECT {COLUMNS} FROM names JOIN runs
+             ON runs.schedule = names.name AND runs.slot = (SELECT MAX(slot) FROM runs WHERE schedule = names.name)
+         ORDER BY schedule"
+    )
+}
+
+/// The newest slot each schedule itself produced (not a `run-now`): where catch-up starts counting.
+pub fn last_slots() -> String {
+    format!(
+        "{NAMES} SELECT name, last FROM (
+             SELECT name, (SELECT slot FROM runs WHERE schedule = names.name AND reason <> 'run-now'
+                           ORDER BY slot DESC LIMIT 1) AS last
+             FROM names WHERE name IS NOT NULL
+         ) AS found WHERE last IS NOT NULL"
+    )
+}
+
+/// A page of one schedule's history: its runs before `$2`, newest first.
+pub fn runs_before() -> String {
+    format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 AND slot < $2 ORDER BY slot DESC LIMIT $3")
+}
+
+/// The newest runs of every schedule.
+pub fn history() -> String {
+    format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1")
+}
+
+/// The queries that read or prune a long history, by what makes them: each must find its rows through an index,
+/// never by reading the table. Tests check their plans on both databases.
+pub fn hot_queries() -> Vec<(&'static str, String)> {
+    vec![
+        ("status: the last run of each schedule", last_runs()),
+        ("catch-up: the last slot of each schedule", last_slots()),
+        ("retention: the schedules in the history", schedule_names()),
+        ("history NAME", runs_before()),
+        ("history", history()),
+        ("retention: the cap", NTH_NEWEST.to_string()),
+        ("retention: pruning", PRUNE.to_string()),
+    ]
+}
+
+/// The slot of one schedule's run that has `$2` newer runs: it and every older one are past a cap of `$2` runs.
+pub const NTH_NEWEST: &str = "SELECT slot FROM runs WHERE schedule = $1 ORDER BY slot DESC LIMIT 1 OFFSET $2";
+
+/// Deletes up to `$3` of one schedule's finished runs older than `$2`, oldest first. The newest run is never
+/// deleted, so that catch-up and `status` still know the schedule's last slot; nor is a run still under way.
+pub const PRUNE: &str = "DELETE FROM runs WHERE schedule = $1 AND slot IN (
+        SELECT slot FROM runs
+        WHERE schedule = $1 AND slot < $2 AND state NOT IN ('claimed', 'sending')
+          AND slot < (SELECT MAX(slot) FROM runs WHERE schedule = $1)
+        ORDER BY slot LIMIT $3
+    )";
+
 /// What a replica that died while sending leaves behind.
 pub fn died_while_sending(owner: &str) -> String {
     format!("replica {} died while sending; a pipeline may have been created", super::owner_name(owner))

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::schema::{COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
+use super::schema::{self, COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
 use super::{
     Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
     lease_millis, millis,
@@ -487,23 +487,32 @@ impl RunStore for SqliteStore {
 
     async fn last_slots(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         self.with(|c| {
-            let sql = "SELECT schedule, MAX(slot) FROM runs WHERE reason <> 'run-now' GROUP BY schedule";
-            let mut statement = c.prepare(sql)?;
+            let mut statement = c.prepare(&schema::last_slots())?;
             statement.query_map([], |row| Ok((row.get::<_, String>(0)?, instant(row.get(1)?))))?.collect()
         })
         .await
     }
 
     async fn last_runs(&self) -> Result<Vec<Run>, StoreError> {
-        self.with(|c| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM runs r WHERE slot = (SELECT MAX(slot) FROM runs WHERE schedule = r.schedule)
-                 ORDER BY schedule"
-            );
-            let mut statement = c.prepare(&sql)?;
-            statement.query_map([], read_run)?.collect()
+        self.with(|c| c.prepare(&schema::last_runs())?.query_map([], read_run)?.collect()).await
+    }
+
+    async fn schedule_names(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| c.prepare(&schema::schedule_names())?.query_map([], |row| row.get(0))?.collect()).await
+    }
+
+    async fn nth_newest(&self, schedule: &str, n: u64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (name, n) = (schedule.to_string(), i64::try_from(n).unwrap_or(i64::MAX));
+        self.with(move |c| {
+            let mut statement = c.prepare_cached(schema::NTH_NEWEST)?;
+            statement.query_row(params![name, n], |row| row.get(0)).optional().map(|slot| slot.map(instant))
         })
         .await
+    }
+
+    async fn prune(&self, schedule: &str, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        let (name, before, limit) = (schedule.to_string(), millis(before), i64::try_from(limit).unwrap_or(i64::MAX));
+        self.with(move |c| c.prepare_cached(schema::PRUNE)?.execute(params![name, before, limit])).await
     }
 
     async fn history(&self, schedule: Option<&str>, limit: usize) -> Result<Vec<Run>, StoreError> {
@@ -513,7 +522,7 @@ impl RunStore for SqliteStore {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
-            let sql = format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1");
+            let sql = schema::history();
             c.prepare(&sql)?.query_map(params![limit], read_run)?.collect()
         })
         .await
@@ -528,8 +537,7 @@ impl RunStore for SqliteStore {
         let (name, before) = (schedule.to_string(), before.map_or(i64::MAX, millis));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
-            let sql =
-                format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 AND slot < $2 ORDER BY slot DESC LIMIT $3");
+            let sql = schema::runs_before();
             c.prepare_cached(&sql)?.query_map(params![name, before, limit], read_run)?.collect()
         })
         .await

@@ -1,9 +1,10 @@
 //! The daemon: the scheduler, the reload watcher, the HTTP server and the signal handlers, started together as
 //! peers, stopped by one cancellation token, and all joined before it returns.
 //!
-//! SIGTERM or SIGINT cancels the token: the scheduler takes no new slots and drains, the watcher and the server
-//! stop. SIGHUP asks the watcher to reload. What happens is published as events (`crate::events`) to the log, the
-//! metrics, the server's view of the configuration and, in a dry run, the printout. Nothing here knows about the
+//! SIGTERM or SIGINT cancels the token: the scheduler takes no new slots and drains, the watcher, the server and
+//! the history's pruning (`crate::retention`) stop. SIGHUP asks the watcher to reload. What happens is published
+//! as events (`crate::events`) to the log, the metrics, the server's view of the configuration and, in a dry run,
+//! the printout. Nothing here knows about the
 //! command line; `cli/run.rs` only fills in a `Config`.
 
 use std::path::PathBuf;
@@ -88,6 +89,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let (live_tx, live_rx) = watch::channel(schedules.clone());
     let (reload_tx, reload_rx) = mpsc::channel(4);
     peers.spawn(publish(loaded_rx, live_tx, reload_tx));
+    peers.spawn(crate::retention::keep(store.clone(), live_rx.clone(), stop.clone()));
     peers.spawn(signals(stop.clone(), kick_tx)?);
     let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), Arc::new(SystemClock), config.options);
     scheduler.publish_to(events.clone());

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod page;
 pub mod quote;
 pub mod reload;
+pub mod retention;
 pub mod run;
 pub mod run_now;
 pub mod schedule;

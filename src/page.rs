@@ -373,6 +373,9 @@ fn settings(schedule: &Schedule) -> Markup {
             dt { "Jitter" } dd { (duration(schedule.jitter)) }
             dt { "Timeout" } dd { (duration(schedule.timeout)) }
             dt { "Retries" } dd { (schedule.retries) }
+            dt { "History kept" } dd {
+                (duration(schedule.history.keep_for)) ", at most " (thousands(schedule.history.max_runs as usize)) " runs"
+            }
             dt { "Enabled" } dd { @if schedule.enabled { "yes" } @else { "no (paused)" } }
             @if let Some(ca_file) = &schedule.ca_file {
                 dt { "CA file" } dd { code { (ca_file.display()) } }

@@ -46,6 +46,21 @@ pub struct Schedule {
     pub api: Api,
     pub ca_file: Option<Arc<Path>>,
     pub allow_http: bool,
+    /// How much of its history is kept.
+    pub history: Retention,
+}
+
+/// How much of a schedule's history is kept: runs younger than `keep_for`, at most `max_runs` of them, and always
+/// the newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_for: Duration,
+    pub max_runs: u64,
+}
+
+impl Retention {
+    /// 90 days, and at most 10,000 runs: a per-minute schedule keeps a week, a nightly one a quarter.
+    pub const DEFAULT: Retention = Retention { keep_for: Duration::from_secs(90 * 24 * 3600), max_runs: 10_000 };
 }
 
 impl Schedule {

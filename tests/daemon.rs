@@ -255,3 +255,47 @@ fn a_dry_run_prints_each_request_with_the_token_masked_and_sends_and_records_not
     assert!(fake.requests().is_empty(), "nothing is sent");
     assert!(!dir.path().join("pipecron.db").exists(), "nothing is recorded");
 }
+
+#[test]
+fn the_history_is_pruned_to_each_schedules_rule_and_keeps_each_newest_run() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  nightly:\n    cron: \"30 0 * * *\"\n    history_max_runs: 100\n");
+    // A first start makes the state file.
+    let first = Daemon::start(dir.path());
+    first.listening();
+    let (code, logs) = first.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    let db = dir.path().join("pipecron.db");
+    let connection = rusqlite::Connection::open(&db).expect("opens");
+    let insert =
+        "INSERT INTO runs (schedule, slot, reason, state, attempts) VALUES ($1, $2, 'schedule', 'succeeded', 1)";
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    for i in 1..=2_000 {
+        connection.execute(insert, rusqlite::params!["nightly", now - i * day / 10]).expect("inserts");
+    }
+    for i in 100..150 {
+        connection.execute(insert, rusqlite::params!["removed", now - i * day]).expect("inserts");
+    }
+    drop(connection);
+
+    let daemon = Daemon::start(dir.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !daemon.logs().contains("pruned the history") {
+        assert!(std::time::Instant::now() < deadline, "no pruning:\n{}", daemon.logs());
+        sleep(200);
+    }
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(
+        logs.contains("\"runs\":1949"),
+        "1,900 over the cap (however often the schedule fires now) and 49 past 90 days:\n{logs}"
+    );
+    let connection = rusqlite::Connection::open(&db).expect("opens");
+    let count = |name: &str| -> (i64, i64) {
+        let sql = "SELECT COUNT(*), MAX(slot) FROM runs WHERE schedule = $1";
+        connection.query_row(sql, [name], |r| Ok((r.get(0)?, r.get(1)?))).expect("counts")
+    };
+    assert_eq!(count("nightly"), (100, now - day / 10), "the newest 100");
+    assert_eq!(count("removed"), (1, now - 100 * day), "only the newest, 100 days old");
+}

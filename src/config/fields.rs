@@ -20,7 +20,7 @@ use crate::schedule::{Api, Project, TokenSource};
 use crate::secret::{FileError, Secret};
 
 /// Every key a schedule may have. `defaults` may have all of them but `cron`.
-pub const KEYS: [&str; 18] = [
+pub const KEYS: [&str; 20] = [
     "cron",
     "timezone",
     "gitlab",
@@ -39,6 +39,8 @@ pub const KEYS: [&str; 18] = [
     "api",
     "ca_file",
     "allow_http",
+    "history_retention",
+    "history_max_runs",
 ];
 
 /// The prefix of the variables pipecron adds to every trigger.
@@ -61,6 +63,15 @@ const MAX_RETRIES: u32 = 100;
 
 /// The longest `timeout` of one request: a request held longer holds a place in the pool as long.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The shortest `history_retention`: a day.
+const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest `history_retention`: a century.
+const MAX_RETENTION: Duration = Duration::from_secs(36_500 * 24 * 3600);
+
+/// The largest `history_max_runs`.
+const MAX_RUNS_KEPT: u64 = 1_000_000_000;
 
 /// The longest `catch_up`: a year.
 const MAX_CATCH_UP: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -107,6 +118,8 @@ pub struct Fields {
     pub api: Option<At<Api>>,
     pub ca_file: Option<At<PathBuf>>,
     pub allow_http: Option<At<bool>>,
+    pub history_retention: Option<At<Duration>>,
+    pub history_max_runs: Option<At<u64>>,
 }
 
 impl Fields {
@@ -138,6 +151,8 @@ impl Fields {
             timeout: or(self.timeout, &defaults.timeout),
             retries: or(self.retries, &defaults.retries),
             api: or(self.api, &defaults.api),
+            history_retention: or(self.history_retention, &defaults.history_retention),
+            history_max_runs: or(self.history_max_runs, &defaults.history_max_runs),
             ca_file: or(self.ca_file, &defaults.ca_file),
             allow_http: or(self.allow_http, &defaults.allow_http),
         }
@@ -219,6 +234,8 @@ impl Reader<'_> {
                 timeout => f.timeout = at(node.pos, timeout),
             },
             "retries" => f.retries = at(node.pos, retries(node)?),
+            "history_retention" => f.history_retention = at(node.pos, history_retention(node)?),
+            "history_max_runs" => f.history_max_runs = at(node.pos, history_max_runs(node)?),
             "api" => f.api = at(node.pos, api(text(node)?)?),
             "ca_file" => f.ca_file = at(node.pos, self.ca_file(node)?),
             other => return Err(format!("internal error: no reader for key '{other}'")),
@@ -537,6 +554,31 @@ fn duration(node: &Node) -> Result<Duration, String> {
         }
         Value::Float(f) => Err(format!("{f} is not a duration; {hint}")),
         other => Err(format!("expected a duration such as 90s, 15m or 2h30m, found {}", other.kind())),
+    }
+}
+
+/// How long runs are kept: at least a day (the newest run of a schedule is kept however old), at most a century.
+fn history_retention(node: &Node) -> Result<Duration, String> {
+    let hint = "use from 1d to 36500d, such as 90d";
+    match duration(node)? {
+        keep if keep < MIN_RETENTION => {
+            Err(format!("a history_retention under a day would drop runs still shown; {hint}"))
+        }
+        keep if keep > MAX_RETENTION => {
+            Err(format!("a history_retention over a century is kept forever anyway; {hint}"))
+        }
+        keep => Ok(keep),
+    }
+}
+
+/// How many runs of a schedule are kept at most.
+fn history_max_runs(node: &Node) -> Result<u64, String> {
+    let hint = format!("write a whole number from 1 to {}, such as 10000", thousands(MAX_RUNS_KEPT as usize));
+    match &node.value {
+        Value::Int(n) if (1..=MAX_RUNS_KEPT as i64).contains(n) => Ok(*n as u64),
+        Value::Int(n) => Err(format!("{n} is out of range; {hint}")),
+        Value::String(s) => Err(format!("'{}' is not a number of runs; {hint}", clip(s))),
+        other => Err(format!("expected a number of runs, found {}; {hint}", other.kind())),
     }
 }
 

@@ -419,6 +419,10 @@ mod resolve {
             timeout: f.timeout.map_or(Duration::from_secs(30), |a| a.value),
             retries: f.retries.map_or(5, |a| a.value),
             api: f.api.map_or(Api::V4, |a| a.value),
+            history: crate::schedule::Retention {
+                keep_for: f.history_retention.map_or(crate::schedule::Retention::DEFAULT.keep_for, |a| a.value),
+                max_runs: f.history_max_runs.map_or(crate::schedule::Retention::DEFAULT.max_runs, |a| a.value),
+            },
             ca_file: f.ca_file.map(|a| a.value.into()),
             allow_http,
         })
@@ -454,4 +458,4 @@ mod resolve {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -73,6 +73,11 @@ pub struct Defaults {
     ca_file: Option<String>,
     /// Allow http:// to a host that is not loopback. Default false.
     allow_http: Option<bool>,
+    /// How long runs are kept in the history, from 1d to 36500d; the newest run is always kept. Default 90d.
+    history_retention: Option<Duration>,
+    /// How many runs of the schedule the history keeps at most. Default 10000.
+    #[schemars(range(min = 1, max = 1_000_000_000))]
+    history_max_runs: Option<u64>,
 }
 
 #[derive(JsonSchema)]

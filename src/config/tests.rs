@@ -185,7 +185,7 @@ fn long_values_are_cut_in_every_message() {
     ] {
         let error = only_error(&one(&keys));
         let line = error.to_string();
-        assert!(line.len() < 400, "{} bytes: {}", line.len(), &line[..400]);
+        assert!(line.len() < 500, "{} bytes: {}", line.len(), &line[..500]);
         assert!(line.contains('…'), "{line}");
     }
 }
@@ -267,6 +267,11 @@ fn negative_and_huge_numbers_are_refused_in_plain_words() {
         ("inputs: {x: .nan}", "NaN and infinity are not valid input values"),
         ("variables: {X: \"a\\0b\"}", "'a\\u{0}b' holds a NUL character (\\0)"),
         ("inputs: {x: [\"\\0\"]}", "input 'x': '\\u{0}' holds a NUL character"),
+        ("history_retention: 1h", "a history_retention under a day would drop runs still shown; use from 1d"),
+        ("history_retention: 99999d", "a history_retention over a century is kept forever anyway"),
+        ("history_max_runs: 0", "0 is out of range; write a whole number from 1 to 1,000,000,000"),
+        ("history_max_runs: many", "'many' is not a number of runs"),
+        ("history_max_runs: 2.5", "expected a number of runs, found"),
     ];
     for (keys, expected) in cases {
         let error = only_error(&one(&format!("    cron: \"@daily\"\n    {keys}\n")));
@@ -402,4 +407,16 @@ fn errors_about_a_resolved_value_never_quote_it() {
             "test.yaml:10:20: error: schedule 'a', key 'variables.X': once ${VAR} is resolved, the value holds a NUL character (\\0), which GitLab cannot store; remove it",
         ]
     );
+}
+
+/// Schedules from a YAML body under `schedules:`, all on one fake GitLab, for tests of what uses them.
+pub fn schedules(body: &str) -> Vec<std::sync::Arc<crate::schedule::Schedule>> {
+    let text = format!(
+        "defaults:\n  gitlab: https://gitlab.example.com\n  token: t\n  project: 9\n  ref: main\nschedules:\n{body}"
+    );
+    let mut out = Vec::new();
+    let mut rep = Reporter { file: Path::new("t.yaml"), scope: Scope::File, out: &mut out };
+    let loaded = super::load_file(&text, Path::new("t.yaml"), None, &mut rep);
+    assert!(out.iter().all(|d| d.severity == Severity::Warning), "{out:?}");
+    loaded
 }

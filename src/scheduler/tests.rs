@@ -1,6 +1,5 @@
 //! The loop on paused tokio time, with an injected clock and trigger and a real SQLite file. Nothing sleeps for real.
 
-use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::TimeZone;
@@ -8,7 +7,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::clock::TokioClock;
-use crate::config::diag::{Reporter, Scope};
 use crate::store::{Key, RunState, SqliteStore};
 use crate::trigger::{Attempt, Pipeline, TriggerRequest};
 
@@ -46,14 +44,7 @@ fn start_time() -> DateTime<Utc> {
 
 /// Schedules from a YAML body under `schedules:`, all on one fake GitLab.
 fn schedules(body: &str) -> Vec<Arc<Schedule>> {
-    let text = format!(
-        "defaults:\n  gitlab: https://gitlab.example.com\n  token: t\n  project: 9\n  ref: main\nschedules:\n{body}"
-    );
-    let mut out = Vec::new();
-    let mut rep = Reporter { file: Path::new("t.yaml"), scope: Scope::File, out: &mut out };
-    let loaded = crate::config::load_file(&text, Path::new("t.yaml"), None, &mut rep);
-    assert!(out.iter().all(|d| d.severity == crate::config::diag::Severity::Warning), "{out:?}");
-    loaded
+    crate::config::tests::schedules(body)
 }
 
 /// A store that can be made unreachable, as a database that goes away, or unwritable, as one on a full disk.

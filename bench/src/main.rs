@@ -1,8 +1,9 @@
 //! The pipecron benchmark: runs the release binary against a fake GitLab inside this process and prints figures.
 //!
 //! `cargo build --release && cargo run --release -p pipecron-bench` (pass `--quick` to skip the minute-long idle
-//! measurement, `--only lateness|burst|postgres|load|metrics|idle` to run one). The fake is an axum server on loopback, on a
-//! thread of its own, that notes when each request arrived and answers 201 at once, so it is never the bottleneck.
+//! measurement and the history at scale, `--only lateness|burst|postgres|load|metrics|idle|history` to run one).
+//! The fake is an axum server on loopback, on a thread of its own, that notes when each request arrived and answers
+//! 201 at once, so it is never the bottleneck.
 //! Lateness is measured from the slot to the request's arrival at the fake.
 //!
 //! The `postgres` group runs the lateness and burst measurements against replicas sharing a PostgreSQL store: one
@@ -16,6 +17,8 @@
 //! this off); several replicas float. `PIPECRON_BENCH_ARGS` adds arguments to `pipecron run`,
 //! `PIPECRON_BENCH_DETAIL=1` prints each slot's lateness figures, `PIPECRON_BENCH_KEEP=1` keeps the state directories
 //! (each replica logs to `pipecron-N.log` there), and `PIPECRON_LOG` sets every daemon's log filter (default `warn`).
+
+mod history;
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
@@ -113,6 +116,17 @@ impl Setup {
     }
 }
 
+/// `DIR/schedules/bench.yaml`: `n` schedules of `cron`, named s0, s1, …, on the fake at `url`.
+fn write_schedules(dir: &Path, url: &str, n: usize, cron: &str) {
+    let mut text = format!(
+        "defaults:\n  gitlab: {url}\n  token: glptt-bench\n  project: 9\n  ref: main\n  retries: 0\nschedules:\n"
+    );
+    for i in 0..n {
+        text.push_str(&format!("  s{i}:\n    cron: \"{cron}\"\n"));
+    }
+    std::fs::write(dir.join("schedules/bench.yaml"), text).expect("writes");
+}
+
 /// A state dir with `n` schedules of `cron`, and its running daemons: the replicas share the schedules directory.
 struct Run {
     dir: PathBuf,
@@ -124,13 +138,7 @@ impl Run {
         let dir = std::env::temp_dir().join(format!("pipecron-bench-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("schedules")).expect("creates");
-        let mut text = format!(
-            "defaults:\n  gitlab: {url}\n  token: glptt-bench\n  project: 9\n  ref: main\n  retries: 0\nschedules:\n"
-        );
-        for i in 0..n {
-            text.push_str(&format!("  s{i}:\n    cron: \"{cron}\"\n"));
-        }
-        std::fs::write(dir.join("schedules/bench.yaml"), text).expect("writes");
+        write_schedules(&dir, url, n, cron);
         // One daemon has the first CPU to itself. Several replicas float: pinned all to one CPU, three would take
         // turns on it while the other CPU idles between the fake's requests, which measures the pinning.
         let first = if setup.replicas == 1 { only_cpu(0) } else { None };
@@ -496,5 +504,8 @@ async fn main() {
     }
     if wanted("idle") && !quick {
         idle(&url, 2).await;
+    }
+    if wanted("history") && !quick {
+        history::history(&url);
     }
 }

@@ -32,11 +32,11 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let state = super::state(cli)?;
     let store = crate::store::open(&state).await?;
     let last: HashMap<String, Run> = store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect();
-    // A full disk lets the history be read but not written: the daemon then fires nothing, so say so here too.
+    // A full disk lets the history be read but not written: say so here too.
     if let Some(free) = state.disk_free().filter(|free| *free < LOW_DISK) {
         let problem = format!(
-            "the file system of {state} has {} KiB free: the daemon cannot record runs, so it fires none; free some \
-             space",
+            "the file system of {state} has {} KiB free: the daemon cannot record runs (alone, it fires on and holds \
+             them in memory; beside other replicas, it fires none); free some space",
             free / 1024
         );
         match args.quiet {

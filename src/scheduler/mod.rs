@@ -468,11 +468,34 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             }
             let why = "pipecron stopped before GitLab answered; a pipeline may have been created";
             let result = RunResult::unanswered(Ending::Unknown, Some(why.into()));
-            if let Err(error) = self.shared.store.finish(&name, slot, &result, &self.shared.replica.id, now).await {
+            let owner = &self.shared.replica.id;
+            // A slot fired on a full disk has no row to finish: it gets one, unless another replica made it.
+            let recorded = match self.shared.store.finish(&name, slot, &result, owner, now).await {
+                Ok(false) => self.shared.store.import(vec![unfinished(&name, slot, why, owner, now)]).await.map(drop),
+                other => other.map(drop),
+            };
+            if let Err(error) = recorded {
                 tracing::error!(%error, schedule = %name, %slot, "cannot record an unfinished run");
             }
             tracing::warn!(schedule = %name, %slot, "stopped before GitLab answered; recorded as unknown");
         }
+    }
+}
+
+/// The row of a slot whose request went out and got no answer before a stop.
+fn unfinished(name: &str, slot: DateTime<Utc>, why: &str, owner: &str, now: DateTime<Utc>) -> Run {
+    Run {
+        schedule: name.to_string(),
+        slot,
+        reason: Reason::Schedule,
+        state: crate::store::RunState::Unknown,
+        attempts: 1,
+        started_at: Some(now),
+        finished_at: Some(now),
+        http_status: None,
+        pipeline: None,
+        error: Some(why.to_string()),
+        owner: Some(owner.to_string()),
     }
 }
 

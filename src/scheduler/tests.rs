@@ -616,3 +616,27 @@ async fn on_a_full_disk_nothing_is_fired_while_another_replica_lives() {
     h.next(1).await;
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_fired_on_a_full_disk_and_cut_short_by_a_stop_is_recorded_unknown() {
+    let list = schedules("  stuck:\n    cron: \"0 * * * * *\"\n");
+    let options = Options { shutdown_grace: Duration::from_secs(5), ..Options::default() };
+    let h = Harness::start(list, options, Recorder { hang: true, ..Recorder::default() }, &[]).await;
+    // Once it has started (registered, and counted the replicas: it is alone), the disk fills.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.store.set_full(true);
+    let fired = tokio::time::timeout(Duration::from_secs(120), async {
+        while h.trigger.sent().is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    fired.await.expect("fires on the full disk");
+    assert!(h.store.history(Some("stuck"), 5).await.expect("reads").is_empty(), "no claim was written");
+    h.store.set_full(false);
+    let store = h.store.clone();
+    h.stop().await;
+    let runs = store.history(Some("stuck"), 5).await.expect("reads");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].state, RunState::Unknown);
+    assert!(runs[0].error.as_deref().is_some_and(|e| e.contains("stopped before GitLab answered")));
+}

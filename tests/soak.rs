@@ -125,15 +125,18 @@ fn a_thousand_schedules_every_second_with_failures_and_reloads_stay_flat_and_exa
     assert_eq!(code, Some(0), "{}", logs.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
     assert!(logs.matches("reloaded the schedules").count() >= generation, "every reload was taken");
 
-    // Flat after the warm-up: at most 10% (and 4 MB) more memory than the first warm sample, and 4 more files.
     let warm: Vec<_> = samples.iter().filter(|(at, _)| *at >= warm_up).map(|(_, u)| *u).collect();
     let (first_rss, first_fds) = warm[0];
     let (max_rss, max_fds) = (warm.iter().map(|u| u.0).max().unwrap_or(0), warm.iter().map(|u| u.1).max().unwrap_or(0));
+    // The peak RSS of each third of the run: memory that levels off has the same peak in the last two.
+    let thirds: Vec<u64> = samples
+        .chunks(samples.len().div_ceil(3).max(1))
+        .map(|third| third.iter().map(|(_, u)| u.0).max().unwrap_or(0))
+        .collect();
     eprintln!(
-        "soak {secs} s: RSS {first_rss}..{max_rss} kB, fds {first_fds}..{max_fds} after the warm-up; samples {samples:?}"
+        "soak {secs} s: RSS {first_rss}..{max_rss} kB, fds {first_fds}..{max_fds} after the warm-up, peak of each \
+         third {thirds:?} kB; samples {samples:?}"
     );
-    assert!(max_rss <= first_rss + first_rss / 10 + 4096, "memory grew: {samples:?}");
-    assert!(max_fds <= first_fds + 4, "open files grew: {samples:?}");
 
     // Every slot exactly once: each schedule's rows cover its seconds without a gap, and none reached GitLab twice.
     let db = rusqlite::Connection::open(dir.path().join("pipecron.db")).expect("opens");
@@ -171,4 +174,13 @@ fn a_thousand_schedules_every_second_with_failures_and_reloads_stay_flat_and_exa
     if long && !cfg!(debug_assertions) {
         assert!(p(0.99) <= 400.0, "lateness p99 {:.1} ms is over 2× the 1,000-slot burst goal", p(0.99));
     }
+
+    // Flat: in a short run, at most 10% (and 4 MB) more memory than the first warm sample; in a run of more than
+    // 10 minutes, where the allocator and SQLite's cache take their time to fill, no higher a peak in the last third
+    // than in the middle one (2% and 512 kB of slack). Never more than 4 more open files.
+    match secs > 600 {
+        false => assert!(max_rss <= first_rss + first_rss / 10 + 4096, "memory grew: {samples:?}"),
+        true => assert!(thirds[2] <= thirds[1] + thirds[1] / 50 + 512, "memory grew: {thirds:?} {samples:?}"),
+    }
+    assert!(max_fds <= first_fds + 4, "open files grew: {samples:?}");
 }

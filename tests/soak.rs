@@ -84,6 +84,15 @@ fn schedules(generation: usize) -> String {
         .collect()
 }
 
+/// Where the resident memory of `pid` is: the heap and stacks (anonymous), mapped files, shared memory (SQLite's
+/// WAL index).
+fn memory_breakdown(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let fields = ["RssAnon:", "RssFile:", "RssShmem:", "Threads:"];
+    let found = status.lines().filter(|l| fields.iter().any(|f| l.starts_with(f)));
+    found.map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join(", ")
+}
+
 /// Resident memory in kB and open file descriptors of `pid`.
 fn usage(pid: u32) -> (u64, usize) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -121,6 +130,8 @@ fn a_thousand_schedules_every_second_with_failures_and_reloads_stay_flat_and_exa
         }
         samples.push((elapsed, usage(daemon.pid())));
     }
+    let daemon_pid = daemon.pid();
+    let end = memory_breakdown(daemon_pid);
     let (code, logs) = daemon.stop_within(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}", logs.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
     assert!(logs.matches("reloaded the schedules").count() >= generation, "every reload was taken");
@@ -135,7 +146,8 @@ fn a_thousand_schedules_every_second_with_failures_and_reloads_stay_flat_and_exa
         .collect();
     eprintln!(
         "soak {secs} s: RSS {first_rss}..{max_rss} kB, fds {first_fds}..{max_fds} after the warm-up, peak of each \
-         third {thirds:?} kB; samples {samples:?}"
+         third {thirds:?} kB; at the end {}; samples {samples:?}",
+        end
     );
 
     // Every slot exactly once: each schedule's rows cover its seconds without a gap, and none reached GitLab twice.

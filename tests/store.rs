@@ -445,9 +445,10 @@ async fn the_queries_of_a_long_history_use_an_index(kind: Kind) {
     let Some(fixture) = Fixture::new(kind) else { return };
     let store = fixture.open().await;
     fired(&store, "nightly", at(0), Reason::Schedule).await;
-    for (what, sql) in pipecron::store::hot_queries() {
-        let first = if sql.contains("schedule = $1") { "'nightly'" } else { "20" };
-        let sql = sql.replace("$1", first).replace("$2", "1764000000000").replace("$3", "20");
+    for (what, mut sql, values) in pipecron::store::hot_queries() {
+        for (i, value) in values.iter().enumerate() {
+            sql = sql.replace(&format!("${}", i + 1), value);
+        }
         let plan = match kind {
             Kind::Sqlite => fixture.sql_rows(&format!("EXPLAIN QUERY PLAN {sql}"), 3),
             Kind::Postgres => fixture.sql(&format!("SET enable_seqscan = off; EXPLAIN {sql}")),

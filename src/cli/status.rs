@@ -47,12 +47,20 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     if args.quiet {
         return Ok(());
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
+        // One object at a time: 100,000 schedules built as one JSON value first would take hundreds of MB.
         let now = Utc::now();
-        let rows: Vec<serde_json::Value> =
-            loaded.schedules.iter().map(|s| schedule_json(s, last.get(&*s.name), now)).collect();
-        writeln!(out, "{}", serde_json::Value::Array(rows))?;
+        out.write_all(b"[")?;
+        for (i, schedule) in loaded.schedules.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut out, &schedule_json(schedule, last.get(&*schedule.name), now))
+                .map_err(std::io::Error::from)?;
+        }
+        out.write_all(b"]\n")?;
+        out.flush()?;
         return Ok(());
     }
     let mut rows = vec![
@@ -60,6 +68,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     ];
     rows.extend(loaded.schedules.iter().map(|s| row(s, last.get(&*s.name))));
     write!(out, "{}", format::table(&rows))?;
+    out.flush()?;
     Ok(())
 }
 

@@ -561,11 +561,7 @@ impl RunStore for PostgresStore {
     async fn export(&self, after: Option<Key>, limit: usize) -> Result<Vec<Run>, StoreError> {
         let (schedule, slot) = after.map_or((String::new(), i64::MIN), |(s, t)| (s, millis(t)));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM runs WHERE slot >= $1 AND (slot > $1 OR schedule > $2)
-             ORDER BY slot, schedule LIMIT $3"
-        );
-        read_runs(&self.query(&sql, &[&slot, &schedule, &limit]).await?)
+        read_runs(&self.query(&schema::export(), &[&slot, &schedule, &limit]).await?)
     }
 
     async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {

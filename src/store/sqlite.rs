@@ -599,14 +599,8 @@ impl RunStore for SqliteStore {
     async fn export(&self, after: Option<Key>, limit: usize) -> Result<Vec<Run>, StoreError> {
         let (schedule, slot) = after.map_or((String::new(), i64::MIN), |(s, t)| (s, millis(t)));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with(move |c| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM runs WHERE slot > $1 OR (slot = $1 AND schedule > $2)
-                 ORDER BY slot, schedule LIMIT $3"
-            );
-            c.prepare(&sql)?.query_map(params![slot, schedule, limit], read_run)?.collect()
-        })
-        .await
+        self.with(move |c| c.prepare(&schema::export())?.query_map(params![slot, schedule, limit], read_run)?.collect())
+            .await
     }
 
     async fn import(&self, runs: Vec<Run>) -> Result<usize, StoreError> {

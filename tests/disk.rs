@@ -244,3 +244,15 @@ fn listening(logs: &dyn Fn() -> String) -> String {
     });
     found.unwrap_or_default()
 }
+
+#[test]
+fn status_without_a_state_file_shows_no_runs_and_makes_none() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  nightly:\n    cron: \"30 0 * * *\"\n");
+    let run = Pipecron::new().current_dir(dir.path()).env("TRIGGER_TOKEN", TOKEN).args(["status", "--json"]).run();
+    assert_eq!(run.status, 0, "{run:#?}");
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(rows[0]["name"], "nightly");
+    assert!(rows[0]["last_run"].is_null(), "{rows}");
+    assert!(!dir.path().join("pipecron.db").exists(), "status made a state file");
+}

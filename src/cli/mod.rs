@@ -197,9 +197,14 @@ fn process_env(name: &str) -> Option<String> {
 /// Loads the schedules, printing every diagnostic to stderr.
 fn load(cli: &Cli, resolve_secrets: bool) -> Loaded {
     let loaded = config::load(&cli.schedules, resolve_secrets.then_some(&process_env as config::Env));
+    report(&loaded);
+    loaded
+}
+
+/// Prints what loading the schedule files found, one diagnostic a line.
+fn report(loaded: &Loaded) {
     let mut stderr = std::io::stderr().lock();
     for diagnostic in &loaded.diagnostics {
         let _ = writeln!(stderr, "{diagnostic}");
     }
-    loaded
 }

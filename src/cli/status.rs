@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::{Cli, Error, format};
 use crate::schedule::Schedule;
 use crate::status::{masked_token, schedule_json};
-use crate::store::{Run, RunStore};
+use crate::store::{Run, RunStore, StateLocation};
 
 /// Less free space than this, and the state file's disk is as good as full: a burst's writes need more.
 const LOW_DISK: u64 = 1024 * 1024;
@@ -24,14 +24,18 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
-    // Secrets are only shown masked, and a missing one should not hide the overview.
-    let loaded = super::load(cli, false);
+    let state = super::state(cli);
+    // The files load while the history is read: with 100,000 schedules each takes about half a second. Secrets are
+    // only shown masked, and a missing one should not hide the overview.
+    let dir = cli.schedules.clone();
+    let loading = tokio::task::spawn_blocking(move || crate::config::load(&dir, None));
+    let (loaded, last) = tokio::join!(loading, last_runs(state.as_ref().ok()));
+    let loaded = loaded.unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+    super::report(&loaded);
     if loaded.has_errors() {
         return Err(Error::InvalidConfig { errors: loaded.errors().count() });
     }
-    let state = super::state(cli)?;
-    let store = crate::store::open(&state).await?;
-    let last: HashMap<String, Run> = store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect();
+    let (state, last) = (state?, last?);
     // A full disk lets the history be read but not written: say so here too.
     if let Some(free) = state.disk_free().filter(|free| *free < LOW_DISK) {
         let problem = format!(
@@ -70,6 +74,18 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     write!(out, "{}", format::table(&rows))?;
     out.flush()?;
     Ok(())
+}
+
+/// The newest run of each schedule. A state file that does not exist yet has none, and a status does not make it.
+async fn last_runs(state: Option<&StateLocation>) -> Result<HashMap<String, Run>, Error> {
+    let Some(state) = state else { return Ok(HashMap::new()) };
+    if let StateLocation::Sqlite(path) = state
+        && !path.exists()
+    {
+        return Ok(HashMap::new());
+    }
+    let store = crate::store::open(state).await?;
+    Ok(store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect())
 }
 
 fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {

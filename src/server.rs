@@ -387,6 +387,8 @@ async fn run_now(State(live): State<Live>, Path(name): Path<String>, headers: He
         Ending::Succeeded => StatusCode::CREATED,
         Ending::Failed if fired.result.retries_exhausted => StatusCode::BAD_GATEWAY,
         Ending::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        // GitLab answered 201 with something that is not a pipeline: an answer, but not a valid one.
+        Ending::Unknown if fired.result.http_status == Some(201) => StatusCode::BAD_GATEWAY,
         Ending::Unknown => StatusCode::GATEWAY_TIMEOUT,
     };
     match live.store.runs_before(&name, Some(slot + chrono::Duration::milliseconds(1)), 1).await {

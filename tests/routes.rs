@@ -181,6 +181,10 @@ async fn the_admin_endpoint_wants_the_bearer_token_and_fires_like_run_now() {
     let (status, _, answer) = app.call("POST", path, auth, r#"{"variables": {"PIPECRON_SLOT": "x"}}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert!(answer.contains("reserves"), "{answer}");
+    app.fake.script([common::fake_gitlab::Scripted::Status(201, "<html>a proxy's page</html>".into())]);
+    let (status, _, answer) = app.call("POST", path, auth, "").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "an answer, but no pipeline: {answer}");
+    assert!(answer.contains("unknown"), "{answer}");
     assert_eq!(app.call("POST", path, auth, "{not json").await.0, StatusCode::BAD_REQUEST);
     assert_eq!(app.call("POST", "/api/v1/schedules/nope/run", auth, "").await.0, StatusCode::NOT_FOUND);
 

@@ -174,7 +174,8 @@ async fn schedules(State(live): State<Live>) -> Response {
         Err(response) => return response,
     };
     let now = Utc::now();
-    let rows: Vec<_> = live.schedules.borrow().iter().map(|s| schedule_json(s, last.get(&*s.name), now)).collect();
+    let schedules = live.schedules.borrow().clone();
+    let rows: Vec<_> = schedules.iter().map(|s| schedule_json(s, last.get(&*s.name), now)).collect();
     Json(rows).into_response()
 }
 

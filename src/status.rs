@@ -9,20 +9,37 @@ use crate::secret::Secret;
 use crate::store::{Run, owner_name};
 
 /// A schedule as `status --json` shows it, with its last run and its next slot after `now`.
-pub fn schedule_json(schedule: &Schedule, last: Option<&Run>, now: DateTime<Utc>) -> serde_json::Value {
+pub fn schedule_json<'a>(schedule: &'a Schedule, last: Option<&'a Run>, now: DateTime<Utc>) -> ScheduleJson<'a> {
     let next = schedule.enabled.then(|| schedule.next_after(now)).flatten();
-    serde_json::json!({
-        "name": &*schedule.name,
-        "description": schedule.description,
-        "project": schedule.project.to_string(),
-        "ref": &*schedule.git_ref,
-        "cron": schedule.cron.source(),
-        "timezone": schedule.timezone.name(),
-        "token": masked_token(schedule),
-        "enabled": schedule.enabled,
-        "last_run": last.map(run_json),
-        "next_run": next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)),
-    })
+    ScheduleJson {
+        cron: schedule.cron.source(),
+        description: schedule.description.as_deref(),
+        enabled: schedule.enabled,
+        last_run: last.map(run_json),
+        name: &schedule.name,
+        next_run: next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false)),
+        project: schedule.project.to_string(),
+        git_ref: &schedule.git_ref,
+        timezone: schedule.timezone.name(),
+        token: masked_token(schedule),
+    }
+}
+
+/// A schedule as JSON. The fields are in the order of their names, as they have always been printed; a struct,
+/// not a `serde_json::Value`, so that 100,000 of them are written without a map each.
+#[derive(Debug, serde::Serialize)]
+pub struct ScheduleJson<'a> {
+    cron: &'a str,
+    description: Option<&'a str>,
+    enabled: bool,
+    last_run: Option<RunJson<'a>>,
+    name: &'a str,
+    next_run: Option<String>,
+    project: String,
+    #[serde(rename = "ref")]
+    git_ref: &'a str,
+    timezone: &'a str,
+    token: String,
 }
 
 /// The token as GitLab's triggers page shows it: at most 4 characters after `glptt-`. The configuration was loaded
@@ -45,21 +62,37 @@ pub fn masked_token(schedule: &Schedule) -> String {
 }
 
 /// A run as `history --json` shows it.
-pub fn run_json(run: &Run) -> serde_json::Value {
+pub fn run_json(run: &Run) -> RunJson<'_> {
     let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
-    serde_json::json!({
-        "schedule": run.schedule,
-        "slot": run.slot.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "reason": run.reason.as_str(),
-        "state": run.state.as_str(),
-        "attempts": run.attempts,
-        "started_at": time(run.started_at),
-        "finished_at": time(run.finished_at),
-        "http_status": run.http_status,
-        "pipeline": run.pipeline,
-        "error": run.error,
-        "owner": run.owner.as_deref().map(owner_name),
-    })
+    RunJson {
+        attempts: run.attempts,
+        error: run.error.as_deref(),
+        finished_at: time(run.finished_at),
+        http_status: run.http_status,
+        owner: run.owner.as_deref().map(owner_name),
+        pipeline: run.pipeline.as_ref(),
+        reason: run.reason.as_str(),
+        schedule: &run.schedule,
+        slot: run.slot.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        started_at: time(run.started_at),
+        state: run.state.as_str(),
+    }
+}
+
+/// A run as JSON, its fields in the order of their names.
+#[derive(Debug, serde::Serialize)]
+pub struct RunJson<'a> {
+    attempts: u32,
+    error: Option<&'a str>,
+    finished_at: Option<String>,
+    http_status: Option<u16>,
+    owner: Option<&'a str>,
+    pipeline: Option<&'a crate::run::Pipeline>,
+    reason: &'static str,
+    schedule: &'a str,
+    slot: String,
+    started_at: Option<String>,
+    state: &'static str,
 }
 
 /// `3m ago`, `2h ago`, `5d ago`.

@@ -25,7 +25,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let runs = store.history(args.name.as_deref(), args.limit).await?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::Value::Array(runs.iter().map(run_json).collect()))?;
+        let rows: Vec<_> = runs.iter().map(run_json).collect();
+        serde_json::to_writer(&mut out, &rows).map_err(std::io::Error::from)?;
+        writeln!(out)?;
         return Ok(());
     }
     if runs.is_empty() {

@@ -91,9 +91,10 @@ pub fn runs_before() -> String {
     format!("SELECT {COLUMNS} FROM runs WHERE schedule = $1 AND slot < $2 ORDER BY slot DESC LIMIT $3")
 }
 
-/// The newest runs of every schedule.
+/// The newest runs of every schedule: a walk back along the slot index (runs of one slot in the reverse order of
+/// their names, the index's order read backwards; any other order sorts every run of that slot first).
 pub fn history() -> String {
-    format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule LIMIT $1")
+    format!("SELECT {COLUMNS} FROM runs ORDER BY slot DESC, schedule DESC LIMIT $1")
 }
 
 /// A batch of a history being copied: the runs after (`$1`, `$2`) in (slot, schedule) order. The row-value

@@ -361,7 +361,7 @@ fn settings(schedule: &Schedule) -> Markup {
                 @if schedule.variables.is_empty() {
                     span.muted { "none" }
                 } @else {
-                    (pairs("Variables", schedule.variables.iter().map(|(k, v)| (k.as_str(), v.clone()))))
+                    (pairs("Variables", schedule.variables.iter().map(|(k, v)| (k, v.to_string()))))
                 }
             }
             @if !schedule.inputs.is_empty() {

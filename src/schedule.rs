@@ -35,7 +35,7 @@ pub struct Schedule {
     pub project: Project,
     pub git_ref: Box<str>,
     /// Sent as text.
-    pub variables: BTreeMap<String, String>,
+    pub variables: Variables,
     /// Pipeline inputs; they keep their YAML types.
     pub inputs: BTreeMap<String, serde_json::Value>,
     pub enabled: bool,
@@ -48,6 +48,38 @@ pub struct Schedule {
     pub allow_http: bool,
     /// How much of its history is kept.
     pub history: Retention,
+}
+
+/// A schedule's variables in name order, each name once.
+///
+/// Held as one boxed slice: a `BTreeMap` takes a node of 540 bytes for even one pair, and for 100,000 schedules
+/// with a few variables each that was half the memory they took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variables(Box<[(Box<str>, Box<str>)]>);
+
+impl Variables {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(name, value)| (&**name, &**value))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let found = self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()?;
+        Some(&self.0[found].1)
+    }
+}
+
+impl From<BTreeMap<String, String>> for Variables {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Variables(map.into_iter().map(|(name, value)| (name.into(), value.into())).collect())
+    }
 }
 
 /// How much of a schedule's history is kept: runs younger than `keep_for`, at most `max_runs` of them, and always

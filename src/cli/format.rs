@@ -9,20 +9,25 @@ pub fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..columns)
         .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
         .collect();
+    rows.iter().map(|row| line(&widths, row)).collect()
+}
+
+/// One row of a table whose column widths are known, with its newline: for a table too long to hold at once.
+pub fn line(widths: &[usize], row: &[impl AsRef<str>]) -> String {
     let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| match i + 1 == row.len() {
-                true => cell.clone(),
-                // Padded by hand: a width past 65,535 panics in `format!`.
-                false => format!("{cell}{}", " ".repeat(widths[i].saturating_sub(cell.chars().count()))),
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
+    for (i, cell) in row.iter().map(AsRef::as_ref).enumerate() {
+        if i > 0 {
+            out.push_str("  ");
+        }
+        out.push_str(cell);
+        if i + 1 < row.len() {
+            // Padded by hand: a width past 65,535 panics in `format!`.
+            let width = widths.get(i).copied().unwrap_or(0);
+            out.extend(std::iter::repeat_n(' ', width.saturating_sub(cell.chars().count())));
+        }
     }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
     out
 }
 

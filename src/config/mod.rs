@@ -9,9 +9,9 @@ pub mod diag;
 pub mod fields;
 pub mod interpolate;
 pub mod schema;
+mod stream;
 pub mod yaml;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -64,18 +64,17 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
             return loaded;
         }
     };
-    // Where each name was first used: the file's index in `loaded.files`, and the place.
-    let mut first_use: HashMap<Arc<str>, (usize, Pos)> = HashMap::new();
     for file in files {
         let bytes = crate::secret::read_file(&file, yaml::MAX_FILE_BYTES);
         let mut rep = Reporter { file: &file, scope: Scope::File, out: &mut loaded.diagnostics };
         let mut schedules = match bytes {
-            Ok(bytes) => {
-                // The text is not needed once parsed; with 100,000 schedules it is megabytes.
-                let root = yaml::decode(&bytes).and_then(yaml::parse);
-                drop(bytes);
-                read_file(root, &file, env, &mut rep)
-            }
+            Ok(bytes) => match yaml::decode(&bytes) {
+                Ok(text) => load_file(text, &file, env, &mut rep),
+                Err(error) => {
+                    rep.error(error.pos, None, error.message);
+                    Vec::new()
+                }
+            },
             Err(crate::secret::FileError::TooLarge { limit }) => {
                 let message =
                     format!("the file is larger than {} MiB; split its schedules over several files", limit >> 20);
@@ -91,22 +90,6 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
                 Vec::new()
             }
         };
-        let index = loaded.files.len();
-        schedules.retain(|schedule| match first_use.get(&schedule.name) {
-            Some((other, pos)) => {
-                let other = loaded.files.get(*other).unwrap_or(&file).display();
-                let message = format!(
-                    "the name '{}' is already used at {other}:{pos}; schedule names must be unique across all files",
-                    schedule.name
-                );
-                rep.scoped(Scope::Schedule(schedule.name.to_string())).error(schedule.pos, None, message);
-                false
-            }
-            None => {
-                first_use.insert(schedule.name.clone(), (index, schedule.pos));
-                true
-            }
-        });
         // Most configurations are one file: take its schedules as they are instead of copying them.
         if loaded.schedules.is_empty() {
             loaded.schedules = schedules;
@@ -115,6 +98,7 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
         }
         loaded.files.push(file);
     }
+    remove_names_used_twice(&mut loaded);
     if loaded.files.is_empty() {
         loaded.diagnostics.push(dir_error(
             dir,
@@ -124,6 +108,35 @@ pub fn load(dir: &Path, env: Option<Env>) -> Loaded {
     // Files are read in name order; within a file, report top to bottom.
     loaded.diagnostics.sort_by_key(|d| (d.file.clone(), d.pos.line, d.pos.column));
     loaded
+}
+
+/// Keeps the first schedule of each name, in file order, and reports the others where they are written. A file has
+/// no name twice (its loader keeps the first), so these are in different files. Sorting positions, rather than
+/// keeping a map of names, spares 100,000 schedules' peak memory.
+fn remove_names_used_twice(loaded: &mut Loaded) {
+    let schedules = &loaded.schedules;
+    let mut order: Vec<usize> = (0..schedules.len()).collect();
+    order.sort_by(|a, b| schedules[*a].name.cmp(&schedules[*b].name).then(a.cmp(b)));
+    let mut refused = vec![false; schedules.len()];
+    for run in order.chunk_by(|a, b| schedules[*a].name == schedules[*b].name) {
+        let first = &schedules[run[0]];
+        for later in run[1..].iter().map(|i| &schedules[*i]) {
+            let message = format!(
+                "the name '{}' is already used at {}:{}; schedule names must be unique across all files",
+                later.name,
+                first.file.display(),
+                first.pos
+            );
+            let mut rep = Reporter { file: &later.file, scope: Scope::File, out: &mut loaded.diagnostics };
+            rep.scoped(Scope::Schedule(later.name.to_string())).error(later.pos, None, message);
+        }
+        run[1..].iter().for_each(|i| refused[*i] = true);
+    }
+    let mut index = 0;
+    loaded.schedules.retain(|_| {
+        index += 1;
+        !refused[index - 1]
+    });
 }
 
 /// Where a problem with a file as a whole is reported: its start, where an editor opens it.
@@ -159,13 +172,26 @@ fn schedule_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Reads one file's text into its valid schedules, reporting every problem.
+///
+/// The common shape of a file is read while it is parsed (`stream`); anything else, and every file with a syntax
+/// error, is read again as a whole tree, so that it is reported exactly as before.
 pub fn load_file(text: &str, file: &Path, env: Option<Env>, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
-    read_file(yaml::parse(text), file, env, rep)
+    let reader = Reader { dir: file.parent().unwrap_or(Path::new(".")), env };
+    let reported = rep.out.len();
+    if let Some(schedules) = stream::read(text, &reader, rep) {
+        return schedules;
+    }
+    rep.out.truncate(reported);
+    read_file(yaml::parse(text), &reader, rep)
 }
 
-/// Reports each key written twice in one mapping, as the schedule and key it belongs to. The first is kept.
-fn report_duplicates(root: &mut Node, rep: &mut Reporter) {
-    for duplicate in yaml::remove_duplicate_keys(root) {
+/// Reports each key written twice in one mapping under `node`, as the schedule and key it belongs to. The first is
+/// kept. `above` holds the keys from the file's root to `node`.
+fn report_duplicates(node: &mut Node, above: &[&str], rep: &mut Reporter) {
+    for mut duplicate in yaml::remove_duplicate_keys(node) {
+        if !above.is_empty() {
+            duplicate.path.splice(0..0, above.iter().map(|k| k.to_string()));
+        }
         let (scope, key) = match duplicate.path.as_slice() {
             [top, name] if top == "schedules" => (Scope::Schedule(name.clone()), None),
             [top, name, rest @ ..] if top == "schedules" => (Scope::Schedule(name.clone()), Some(rest.join("."))),
@@ -189,12 +215,7 @@ fn report_duplicates(root: &mut Node, rep: &mut Reporter) {
 }
 
 /// The schedules of a parsed file.
-fn read_file(
-    root: Result<Node, yaml::SyntaxError>,
-    file: &Path,
-    env: Option<Env>,
-    rep: &mut Reporter,
-) -> Vec<Arc<Schedule>> {
+fn read_file(root: Result<Node, yaml::SyntaxError>, reader: &Reader, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
     let mut root = match root {
         Ok(root) => root,
         Err(error) => {
@@ -202,7 +223,7 @@ fn read_file(
             return Vec::new();
         }
     };
-    report_duplicates(&mut root, rep);
+    report_duplicates(&mut root, &[], rep);
     let entries = match root.value {
         Value::Map(entries) => entries,
         Value::Null => {
@@ -218,35 +239,36 @@ fn read_file(
             return Vec::new();
         }
     };
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let reader = Reader { dir, env };
     let mut defaults = Fields::default();
     let mut schedules = None;
     for (key, node) in entries {
         match key.name.as_str() {
-            "defaults" => defaults = read_defaults(&reader, &node, rep),
+            "defaults" => defaults = read_defaults(reader, &node, rep),
             "schedules" => schedules = Some((key, node)),
             // Like docker compose: `x-` keys hold YAML anchors for the rest of the file, and are otherwise ignored.
             other if other.starts_with("x-") => {}
-            other => {
-                let close = (other.len() <= fields::MAX_SUGGESTED)
-                    .then(|| crate::suggest::closest(other, ["defaults", "schedules"]))
-                    .flatten();
-                let hint = close
-                    .map(|k| format!("did you mean '{k}'?"))
-                    .unwrap_or_else(|| "a file has only 'defaults', 'schedules' and x- keys for anchors".into());
-                let message = format!("unknown top-level key '{}'; {hint}", diag::clip(other));
-                rep.error(key.pos, Some(other), message);
-            }
+            _ => unknown_top_level_key(&key, rep),
         }
     }
     match schedules {
-        Some((key, node)) => read_schedules(&reader, &key, node, &defaults, rep),
+        Some((key, node)) => read_schedules(reader, &key, node, &defaults, rep),
         None => {
             rep.warning(root.pos, None, "no 'schedules:' in this file: it defines no schedules");
             Vec::new()
         }
     }
+}
+
+fn unknown_top_level_key(key: &Key, rep: &mut Reporter) {
+    let other = key.name.as_str();
+    let close = (other.len() <= fields::MAX_SUGGESTED)
+        .then(|| crate::suggest::closest(other, ["defaults", "schedules"]))
+        .flatten();
+    let hint = close
+        .map(|k| format!("did you mean '{k}'?"))
+        .unwrap_or_else(|| "a file has only 'defaults', 'schedules' and x- keys for anchors".into());
+    let message = format!("unknown top-level key '{}'; {hint}", diag::clip(other));
+    rep.error(key.pos, Some(other), message);
 }
 
 fn read_defaults(reader: &Reader, node: &Node, rep: &mut Reporter) -> Fields {
@@ -285,26 +307,38 @@ fn read_schedules(reader: &Reader, key: &Key, node: Node, defaults: &Fields, rep
     };
     let file: Arc<Path> = Arc::from(rep.file);
     let mut schedules = Vec::with_capacity(entries.len());
-    schedules.extend(entries.into_iter().filter_map(|(name, body)| {
-        let mut rep = rep.scoped(Scope::Schedule(name.name.clone()));
-        if let Err(message) = check_name(&name.name) {
-            rep.error(name.pos, None, message);
+    schedules.extend(
+        entries.into_iter().filter_map(|(name, body)| read_schedule(reader, &file, &name, &body, defaults, rep)),
+    );
+    schedules
+}
+
+/// One schedule's keys, checked and merged with the file's defaults.
+fn read_schedule(
+    reader: &Reader,
+    file: &Arc<Path>,
+    name: &Key,
+    body: &Node,
+    defaults: &Fields,
+    rep: &mut Reporter,
+) -> Option<Arc<Schedule>> {
+    let mut rep = rep.scoped(Scope::Schedule(name.name.clone()));
+    if let Err(message) = check_name(&name.name) {
+        rep.error(name.pos, None, message);
+        return None;
+    }
+    let own = match &body.value {
+        Value::Map(entries) => reader.read(entries, &KEYS, &mut rep),
+        other => {
+            rep.error(
+                body.pos,
+                None,
+                format!("expected the schedule's keys (cron, project, ref, ...), found {}", other.kind()),
+            );
             return None;
         }
-        let own = match &body.value {
-            Value::Map(entries) => reader.read(entries, &KEYS, &mut rep),
-            other => {
-                rep.error(
-                    body.pos,
-                    None,
-                    format!("expected the schedule's keys (cron, project, ref, ...), found {}", other.kind()),
-                );
-                return None;
-            }
-        };
-        resolve::resolve(&name, &file, own, defaults, &mut rep).map(Arc::new)
-    }));
-    schedules
+    };
+    resolve::resolve(name, file, own, defaults, &mut rep).map(Arc::new)
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -325,9 +359,10 @@ fn check_name(name: &str) -> Result<(), String> {
 mod resolve {
     //! One schedule merged with its file's defaults, and checked as a whole.
 
+    use std::collections::BTreeMap;
+    use std::path::Path;
     use std::time::Duration;
 
-    use std::path::Path;
     use std::sync::Arc;
 
     use super::diag::{Reporter, clip, thousands};
@@ -411,7 +446,7 @@ mod resolve {
             token: credential.value.secret,
             project: project.value,
             git_ref: git_ref.value.into(),
-            variables: f.variables.into_iter().map(|(k, v)| (k, v.value)).collect(),
+            variables: f.variables.into_iter().map(|(k, v)| (k, v.value)).collect::<BTreeMap<_, _>>().into(),
             inputs: f.inputs.into_iter().map(|(k, v)| (k, v.value)).collect(),
             enabled: f.enabled.is_none_or(|a| a.value),
             catch_up: f.catch_up.map_or(Duration::from_secs(3600), |a| a.value),

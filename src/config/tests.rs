@@ -49,7 +49,7 @@ fn defaults_fill_gaps_and_maps_merge_key_by_key() {
     assert_eq!(other.timezone, chrono_tz::UTC);
     assert_eq!(nightly.project, Project::Path("group/sub/project".into()));
     assert_eq!(other.project, Project::Id(42));
-    let vars: Vec<(&str, &str)> = nightly.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let vars: Vec<(&str, &str)> = nightly.variables.iter().collect();
     assert_eq!(vars, [("A", "from-defaults"), ("B", "own"), ("C", "3"), ("D", "true")]);
     assert_eq!(nightly.inputs["level"], serde_json::json!(1));
     assert_eq!(nightly.inputs["flags"], serde_json::json!(["a", "b"]));
@@ -245,7 +245,7 @@ fn duplicate_keys_are_reported_at_every_level_with_both_places() {
     // The first of each is kept and checked: the schedule loads, with the first values.
     assert_eq!(schedules.len(), 1);
     assert_eq!(schedules[0].cron.source(), "@daily");
-    assert_eq!(schedules[0].variables["X"], "1");
+    assert_eq!(schedules[0].variables.get("X"), Some("1"));
 }
 
 #[test]
@@ -354,7 +354,7 @@ fn references_are_resolved_once_so_they_cannot_loop() {
     let text = one("    cron: \"@daily\"\n    variables: {X: \"${A}-${A}\"}\n");
     let schedules = load_file(&text, Path::new("test.yaml"), Some(&looping), &mut rep);
     assert_eq!(out, vec![]);
-    assert_eq!(schedules[0].variables["X"], "${A}-${A}");
+    assert_eq!(schedules[0].variables.get("X"), Some("${A}-${A}"));
 }
 
 #[test]
@@ -407,6 +407,65 @@ fn errors_about_a_resolved_value_never_quote_it() {
             "test.yaml:10:20: error: schedule 'a', key 'variables.X': once ${VAR} is resolved, the value holds a NUL character (\\0), which GitLab cannot store; remove it",
         ]
     );
+}
+
+/// Files that leave the streamed way: each shape it does not read, read the plain way.
+const PLAIN_SHAPES: &[&str] = &[
+    "",
+    "- a\n",
+    "just text\n",
+    "schedules:\n  a: {cron: '@daily'}\ndefaults: {project: 9}\n",
+    "schedules:\n  a: {cron: '@daily'}\nschedules: {}\n",
+    "defaults: {}\ndefaults: {}\nschedules: {}\n",
+    "schedules:\n  a: {cron: '@daily', project: 9}\n  a: {cron: '@hourly'}\n",
+    "schedules: [a, b]\n",
+    "schedules: 5\n",
+    "defaults: {project: 9}\n",
+    "schedules:\n  a: {cron: '@daily'\n",
+];
+
+/// Reads `text` both ways, and `load_file`'s way, and checks that they agree: whether the streamed way read it.
+fn both_ways(text: &str) -> bool {
+    let file = Path::new("/nonexistent/schedules/test.yaml");
+    let env: Option<Env> = Some(&env);
+    let reader = Reader { dir: Path::new("/nonexistent/schedules"), env };
+    let read = |way: &dyn Fn(&mut Reporter) -> Option<Vec<Arc<Schedule>>>| {
+        let mut out = Vec::new();
+        let mut rep = Reporter { file, scope: Scope::File, out: &mut out };
+        let schedules = way(&mut rep);
+        out.sort_by(|a, b| (a.pos.line, a.pos.column, &a.message).cmp(&(b.pos.line, b.pos.column, &b.message)));
+        (schedules, out)
+    };
+    let (streamed, streamed_diagnostics) = read(&|rep| stream::read(text, &reader, rep));
+    let (plain, plain_diagnostics) = read(&|rep| Some(read_file(yaml::parse(text), &reader, rep)));
+    let by_load_file = read(&|rep| Some(load_file(text, file, env, rep)));
+    let was_streamed = streamed.is_some();
+    let streamed = (streamed.unwrap_or_default(), streamed_diagnostics);
+    let plain = (plain.unwrap_or_default(), plain_diagnostics);
+    let by_load_file = (by_load_file.0.unwrap_or_default(), by_load_file.1);
+    if was_streamed {
+        assert_eq!(streamed, plain, "the two ways differ on {text:?}");
+    }
+    assert_eq!(by_load_file, plain, "load_file differs from the plain way on {text:?}");
+    was_streamed
+}
+
+#[test]
+fn the_streamed_way_reads_every_file_as_the_plain_way_does() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config_loader");
+    let mut texts: Vec<String> = std::fs::read_dir(&corpus)
+        .expect("the fuzzer's corpus of schedule files")
+        .filter_map(|entry| std::fs::read(entry.ok()?.path()).ok())
+        .filter_map(|bytes| String::from_utf8(bytes).ok())
+        .collect();
+    texts.extend([FILE.to_string(), one("    cron: x\n    cron: y\n    variables: {A: 1, A: 2}\n")]);
+    texts.push("x-common: &c {project: 9, project: 8}\ndefaults: {<<: *c, ref: a, ref: b}\nschedules: {}\n".into());
+    let streamed = texts.iter().filter(|text| both_ways(text)).count();
+    assert!(texts.len() > 500, "{} files", texts.len());
+    assert!(streamed > texts.len() / 5, "only {streamed} of {} files were read the streamed way", texts.len());
+    for text in PLAIN_SHAPES {
+        assert!(!both_ways(text), "{text:?} should be read the plain way");
+    }
 }
 
 /// Schedules from a YAML body under `schedules:`, all on one fake GitLab, for tests of what uses them.

@@ -132,6 +132,13 @@ fn position_of(text: &str, offset: usize) -> Pos {
 /// Keys written twice in one mapping are kept, in order, for `remove_duplicate_keys` to report; aliases, nesting and size
 /// are bounded, so that no file makes loading hang or take unbounded memory.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let root = parse_seed(text, std::marker::PhantomData::<Option<Node>>)?;
+    Ok(root.unwrap_or(Node { pos: Pos { line: 1, column: 1 }, value: Value::Null }))
+}
+
+/// Reads one YAML document through `seed`, with the same bounds and messages as `parse`: for reading a document
+/// while it is parsed, without building its whole tree.
+pub fn parse_seed<'de, S: de::DeserializeSeed<'de>>(text: &'de str, seed: S) -> Result<S::Value, SyntaxError> {
     if let Some(offset) = text.find('\0') {
         return Err(SyntaxError {
             pos: position_of(text, offset),
@@ -140,6 +147,16 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 .into(),
         });
     }
+    serde_saphyr::with_deserializer_from_str_with_options(text, options(text.len()), |de| seed.deserialize(de)).map_err(
+        |error| SyntaxError {
+            pos: error.location().map(Pos::from).unwrap_or_default(),
+            message: format!("invalid YAML: {}", syntax_message(&error, alias_events(text.len()))),
+        },
+    )
+}
+
+/// The parser's options for a file of `len` bytes.
+fn options(len: usize) -> serde_saphyr::Options {
     // The default budget stops at 250,000 nodes; a file of 100,000 schedules has more. The limits that stop alias
     // bombs are tightened instead.
     let mut budget = serde_saphyr::Budget::default();
@@ -147,7 +164,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     budget.max_nodes = 20_000_000;
     budget.max_depth = MAX_DEPTH;
     budget.flow_nesting_limit = MAX_DEPTH;
-    budget.max_recorded_anchor_events = alias_events(text.len());
+    budget.max_recorded_anchor_events = alias_events(len);
     // What aliases expand to is bounded by the line above and the replay limit below. The parser's default ratio of
     // aliases to anchors would refuse a file where more than 100 schedules merge one anchor (`<<: *common`), as the
     // README suggests, and its counts of aliases and anchors would refuse large files that share keys.
@@ -156,8 +173,8 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     budget.max_anchors = 1_000_000;
     budget.max_merge_keys = 1_000_000;
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
-    alias_limits.max_total_replayed_events = alias_events(text.len());
-    let options = serde_saphyr::options! {
+    alias_limits.max_total_replayed_events = alias_events(len);
+    serde_saphyr::options! {
         budget: Some(budget),
         alias_limits: alias_limits,
         strict_booleans: true,
@@ -166,14 +183,6 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
         non_finite_float_policy: serde_saphyr::options::NonFiniteFloatPolicy::PassThrough,
         with_snippet: false,
-    };
-    match serde_saphyr::from_str_with_options::<Option<Node>>(text, options) {
-        Ok(Some(node)) => Ok(node),
-        Ok(None) => Ok(Node { pos: Pos { line: 1, column: 1 }, value: Value::Null }),
-        Err(error) => Err(SyntaxError {
-            pos: error.location().map(Pos::from).unwrap_or_default(),
-            message: format!("invalid YAML: {}", syntax_message(&error, alias_events(text.len()))),
-        }),
     }
 }
 

@@ -83,7 +83,8 @@ impl TriggerRequest {
         if schedule.api == Api::V3 && !schedule.inputs.is_empty() {
             return Err(RequestError::InputsOnV3);
         }
-        let mut variables = schedule.variables.clone();
+        let mut variables: BTreeMap<String, String> =
+            schedule.variables.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         variables.extend(overrides.variables.clone());
         variables.insert("PIPECRON_SCHEDULE".into(), schedule.name.to_string());
         variables.insert("PIPECRON_SLOT".into(), slot_text(slot));

@@ -5,6 +5,7 @@
 //! (`resolve`), and names are checked across files. The result holds the schedules that are valid and every
 //! diagnostic; a caller that runs schedules must refuse to start if any diagnostic is an error.
 
+mod compose;
 pub mod diag;
 pub mod fields;
 pub mod interpolate;

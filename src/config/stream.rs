@@ -5,6 +5,9 @@
 //! `defaults` (if any) before `schedules`, is read as it is parsed: each schedule's nodes are checked into a
 //! `Schedule` and dropped before the next schedule is read.
 //!
+//! The parser runs on a thread of its own and hands each schedule's nodes over a short channel to the caller's
+//! thread, which checks them: on two CPUs, parsing and checking 100,000 schedules overlap.
+//!
 //! Anything else is left to the plain way, a whole tree (`config::read_file`), so that it is reported exactly as
 //! before: a file that is not a mapping, `defaults` after `schedules`, a top-level key or a schedule name written
 //! twice, a syntax error. Such files are rare, and reading one twice costs only time.
@@ -14,46 +17,151 @@ use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 
+use super::compose::{Events, GiveUp};
 use super::diag::Reporter;
 use super::fields::{Fields, Reader};
 use super::yaml::{self, Key, Node};
 use crate::schedule::Schedule;
 
+/// The parser thread's stack: the deepest file allowed takes about half of 1 MiB in a debug build (see `yaml`).
+const PARSER_STACK: usize = 4 * 1024 * 1024;
+
 /// The file's valid schedules, or `None` when it must be read the plain way; what was reported is then stale.
 pub(super) fn read(text: &str, reader: &Reader, rep: &mut Reporter) -> Option<Vec<Arc<Schedule>>> {
-    let file: Arc<Path> = Arc::from(rep.file);
-    let mut file_state = FileState {
-        reader,
-        rep,
-        file,
-        top_keys: Vec::new(),
-        defaults: Fields::default(),
-        names: HashSet::new(),
-        hasher: RandomState::new(),
-        schedules: Vec::new(),
-    };
-    match yaml::parse_seed(text, Root(&mut file_state)) {
-        Ok(()) if file_state.top_keys.iter().any(|k| k == "schedules") => Some(file_state.schedules),
-        _ => None,
-    }
+    let (send, receive) = sync_channel(256);
+    std::thread::scope(|scope| {
+        let parse = move || {
+            let mut shape = Shape { top_keys: Vec::new(), names: HashSet::new(), hasher: RandomState::new(), send };
+            if compose(text, &mut shape).is_ok() {
+                return true;
+            }
+            // What was handed over is read again, through serde-saphyr.
+            if !shape.send(Item::Restart) {
+                return false;
+            }
+            shape.top_keys.clear();
+            shape.names.clear();
+            yaml::parse_seed(text, Root(&mut shape)).is_ok() && shape.has_schedules()
+        };
+        let parser =
+            std::thread::Builder::new().name("yaml".into()).stack_size(PARSER_STACK).spawn_scoped(scope, parse);
+        // Without a thread, read the plain way.
+        let parser = parser.ok()?;
+        let schedules = check(receive, reader, rep);
+        parser.join().ok()?.then_some(schedules)
+    })
 }
 
-/// What has been read of one file so far.
-struct FileState<'a, 'r> {
-    reader: &'a Reader<'a>,
-    rep: &'a mut Reporter<'r>,
-    file: Arc<Path>,
+/// What the parser hands over, in file order.
+enum Item {
+    Defaults(Node),
+    Schedule(Key, Node),
+    /// `schedules:` with nothing under it: its key.
+    NoSchedules(Key),
+    /// Any other top-level key: `x-` keys hold anchors, the others are mistakes.
+    Other(Key, Node),
+    /// Forget what was handed over: the file is read again from its start.
+    Restart,
+}
+
+/// Reads the file with `compose`, handing over each node as it is read. Gives up where `compose` does, and on
+/// whatever the serde-saphyr way below leaves to the plain way.
+fn compose(text: &str, shape: &mut Shape) -> Result<(), GiveUp> {
+    let mut events = Events::new(text)?;
+    events.enter_mapping()?;
+    while let Some(key) = events.key()? {
+        if shape.top_keys.contains(&key.name) {
+            return Err(GiveUp);
+        }
+        shape.top_keys.push(key.name.clone());
+        let item = match key.name.as_str() {
+            "schedules" if events.mapping_or_null()? => {
+                events.enter_mapping()?;
+                while let Some(name) = events.key()? {
+                    let body = events.node(2)?;
+                    if !shape.names.insert(shape.hasher.hash_one(&name.name)) || !shape.send(Item::Schedule(name, body))
+                    {
+                        return Err(GiveUp);
+                    }
+                }
+                continue;
+            }
+            "schedules" => Item::NoSchedules(key),
+            "defaults" if shape.has_schedules() => return Err(GiveUp),
+            "defaults" => Item::Defaults(events.node(1)?),
+            _ => Item::Other(key, events.node(1)?),
+        };
+        if !shape.send(item) {
+            return Err(GiveUp);
+        }
+    }
+    events.finish()?;
+    shape.has_schedules().then_some(()).ok_or(GiveUp)
+}
+
+/// Checks what the parser hands over until it stops: the valid schedules.
+fn check(items: Receiver<Item>, reader: &Reader, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
+    let file: Arc<Path> = Arc::from(rep.file);
+    let reported = rep.out.len();
+    let mut defaults = Fields::default();
+    let mut schedules = Vec::new();
+    for item in items {
+        match item {
+            Item::Restart => {
+                rep.out.truncate(reported);
+                defaults = Fields::default();
+                schedules = Vec::new();
+            }
+            Item::Defaults(mut node) => {
+                super::report_duplicates(&mut node, &["defaults"], rep);
+                defaults = super::read_defaults(reader, &node, rep);
+            }
+            Item::Schedule(name, mut body) => {
+                super::report_duplicates(&mut body, &["schedules", &name.name], rep);
+                schedules.extend(super::read_schedule(reader, &file, &name, &body, &defaults, rep));
+            }
+            Item::NoSchedules(key) => {
+                rep.warning(key.pos, Some("schedules"), "no schedules are defined under 'schedules:'");
+            }
+            Item::Other(key, mut node) => {
+                super::report_duplicates(&mut node, &[&key.name], rep);
+                if !key.name.starts_with("x-") {
+                    super::unknown_top_level_key(&key, rep);
+                }
+            }
+        }
+    }
+    schedules
+}
+
+/// What the parser knows of the file's shape so far, and where it hands the nodes.
+struct Shape {
     /// The top-level keys seen, to leave a key written twice to the plain way.
     top_keys: Vec<String>,
-    defaults: Fields,
     /// The hash of each schedule name seen: a name seen twice (or a rare collision) leaves the file to the plain
     /// way, which tells the two apart. 100,000 names as strings would take megabytes.
     names: HashSet<u64>,
     hasher: RandomState,
-    schedules: Vec<Arc<Schedule>>,
+    send: SyncSender<Item>,
+}
+
+impl Shape {
+    /// Hands `item` to the checking thread: false if it has stopped.
+    fn send(&self, item: Item) -> bool {
+        self.send.send(item).is_ok()
+    }
+
+    fn hand_over<E: de::Error>(&self, item: Item) -> Result<(), E> {
+        self.send(item).then_some(()).ok_or_else(leave_to_plain)
+    }
+
+    fn has_schedules(&self) -> bool {
+        self.top_keys.iter().any(|k| k == "schedules")
+    }
 }
 
 /// Stops reading, so that the file is read the plain way: the error only ends the parse, and is never shown.
@@ -62,9 +170,9 @@ fn leave_to_plain<E: de::Error>() -> E {
 }
 
 /// The file's root: a mapping of `defaults`, `schedules` and `x-` keys.
-struct Root<'s, 'a, 'r>(&'s mut FileState<'a, 'r>);
+struct Root<'s>(&'s mut Shape);
 
-impl<'de> DeserializeSeed<'de> for Root<'_, '_, '_> {
+impl<'de> DeserializeSeed<'de> for Root<'_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -72,7 +180,7 @@ impl<'de> DeserializeSeed<'de> for Root<'_, '_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Root<'_, '_, '_> {
+impl<'de> Visitor<'de> for Root<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -80,29 +188,17 @@ impl<'de> Visitor<'de> for Root<'_, '_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let state = self.0;
+        let shape = self.0;
         while let Some(key) = map.next_key::<Key>()? {
-            if state.top_keys.contains(&key.name) {
+            if shape.top_keys.contains(&key.name) {
                 return Err(leave_to_plain());
             }
-            state.top_keys.push(key.name.clone());
+            shape.top_keys.push(key.name.clone());
             match key.name.as_str() {
-                "schedules" => map.next_value_seed(Schedules { state: &mut *state, key: &key })?,
-                "defaults" if state.top_keys.iter().any(|k| k == "schedules") => {
-                    return Err(leave_to_plain());
-                }
-                "defaults" => {
-                    let mut node: Node = map.next_value()?;
-                    super::report_duplicates(&mut node, &["defaults"], state.rep);
-                    state.defaults = super::read_defaults(state.reader, &node, state.rep);
-                }
-                other => {
-                    let mut node: Node = map.next_value()?;
-                    super::report_duplicates(&mut node, &[other], state.rep);
-                    if !other.starts_with("x-") {
-                        super::unknown_top_level_key(&key, state.rep);
-                    }
-                }
+                "schedules" => map.next_value_seed(Schedules { shape: &mut *shape, key })?,
+                "defaults" if shape.has_schedules() => return Err(leave_to_plain()),
+                "defaults" => shape.hand_over(Item::Defaults(map.next_value()?))?,
+                _ => shape.hand_over(Item::Other(key, map.next_value()?))?,
             }
         }
         Ok(())
@@ -115,13 +211,13 @@ impl<'de> Visitor<'de> for Root<'_, '_, '_> {
     }
 }
 
-/// The `schedules:` mapping, each schedule checked and dropped as it is read.
-struct Schedules<'s, 'k, 'a, 'r> {
-    state: &'s mut FileState<'a, 'r>,
-    key: &'k Key,
+/// The `schedules:` mapping, each schedule handed over as it is read.
+struct Schedules<'s> {
+    shape: &'s mut Shape,
+    key: Key,
 }
 
-impl<'de> DeserializeSeed<'de> for Schedules<'_, '_, '_, '_> {
+impl<'de> DeserializeSeed<'de> for Schedules<'_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -129,7 +225,7 @@ impl<'de> DeserializeSeed<'de> for Schedules<'_, '_, '_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Schedules<'_, '_, '_, '_> {
+impl<'de> Visitor<'de> for Schedules<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -137,22 +233,19 @@ impl<'de> Visitor<'de> for Schedules<'_, '_, '_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let state = self.state;
+        let shape = self.shape;
         while let Some(name) = map.next_key::<Key>()? {
-            let mut body: Node = map.next_value()?;
-            if !state.names.insert(state.hasher.hash_one(&name.name)) {
+            let body: Node = map.next_value()?;
+            if !shape.names.insert(shape.hasher.hash_one(&name.name)) {
                 return Err(leave_to_plain());
             }
-            super::report_duplicates(&mut body, &["schedules", &name.name], state.rep);
-            let schedule = super::read_schedule(state.reader, &state.file, &name, &body, &state.defaults, state.rep);
-            state.schedules.extend(schedule);
+            shape.hand_over(Item::Schedule(name, body))?;
         }
         Ok(())
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.state.rep.warning(self.key.pos, Some("schedules"), "no schedules are defined under 'schedules:'");
-        Ok(())
+        self.shape.hand_over(Item::NoSchedules(self.key))
     }
 
     fn visit_none<E: de::Error>(self) -> Result<(), E> {

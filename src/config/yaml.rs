@@ -93,7 +93,7 @@ fn alias_events(len: usize) -> usize {
 /// How deeply collections may nest. A schedule file needs five levels; inputs may hold lists of mappings. Reading a
 /// level takes about 40 KB of stack in a debug build, and the daemon reloads on a thread of 2 MB: at 64 levels (and
 /// up to 255 for `[[[...`) that thread overflowed and the process aborted. 16 levels, allowed or refused, take half.
-const MAX_DEPTH: usize = 16;
+pub(super) const MAX_DEPTH: usize = 16;
 
 /// The file's bytes as text, or the place of the first byte that is not UTF-8.
 pub fn decode(bytes: &[u8]) -> Result<&str, SyntaxError> {

@@ -10,14 +10,21 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use crate::daemon::{binary, fresh_dir, keep_or_remove};
+use crate::measure;
+use crate::report::Report;
+use crate::schedules::{self, When};
+use crate::subject::Who;
+
 /// Runs per schedule in the large history: 100,000 schedules make 10 million rows.
 const RUNS_EACH: i64 = 100;
 
-pub fn history(url: &str) {
-    let dir = std::env::temp_dir().join(format!("pipecron-bench-history-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("schedules")).expect("creates");
-    super::write_schedules(&dir, url, 100_000, "0 0 1 1 *");
+/// No request is sent: the schedules only need a GitLab to name.
+const URL: &str = "http://127.0.0.1:9";
+
+pub fn history(report: &mut Report) {
+    let dir = fresh_dir("history");
+    schedules::write_yaml(&dir.join("schedules"), URL, &schedules::specs(100_000, When::Yearly));
     let db = dir.join("pipecron.db");
     let started = Instant::now();
     fill(&db, 100_000, RUNS_EACH, Duration::from_secs(3600));
@@ -26,20 +33,22 @@ pub fn history(url: &str) {
         started.elapsed().as_secs_f64(),
         size_mb(&db)
     );
-    let status = timed(&dir, &["status", "--json"], 3);
-    println!("  status --json: {} (goal <= 1 s)", status);
-    let one = timed(&dir, &["history", "s4242", "--limit", "20"], 5);
-    println!("  history NAME --limit 20: {} (goal <= 50 ms)", one);
-    let all = timed(&dir, &["history", "--limit", "20"], 5);
-    println!("  history --limit 20: {}", all);
+    let (status, text) = timed(&dir, &["status", "--json"], 3);
+    println!("  status --json: {text}; goal ≤ 1 s: {}", crate::verdict(status <= 1.0));
+    let measure = "`status --json`, 100,000 schedules and 10 million runs";
+    report.set(measure, "≤ 1 s", Who::Pipecron, format!("{status:.2} s"), Some((status, "time")));
+    let (one, text) = timed(&dir, &["history", "s4242", "--limit", "20"], 5);
+    println!("  history NAME --limit 20: {text}; goal ≤ 50 ms: {}", crate::verdict(one <= 0.05));
+    let measure = "`history NAME --limit 20`, the same 10 million runs";
+    report.set(measure, "≤ 50 ms", Who::Pipecron, format!("{:.0} ms", one * 1000.0), Some((one, "time")));
+    let (_, text) = timed(&dir, &["history", "--limit", "20"], 5);
+    println!("  history --limit 20: {text}");
     keep_or_remove(&dir);
 
     // A year of 100 schedules every minute, pruned hourly to the default 10,000 runs each: a schedule holds at
     // most 10,000 runs plus the hour's 60 between passes, and SQLite reuses the pages pruning frees.
-    let dir = std::env::temp_dir().join(format!("pipecron-bench-retention-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("schedules")).expect("creates");
-    super::write_schedules(&dir, url, 100, "* * * * *");
+    let dir = fresh_dir("retention");
+    schedules::write_yaml(&dir.join("schedules"), URL, &schedules::specs(100, When::EverySecond));
     let db = dir.join("pipecron.db");
     fill(&db, 100, 10_060, Duration::from_secs(60));
     println!(
@@ -53,11 +62,8 @@ pub fn history(url: &str) {
 /// Makes the schema with the binary, then writes `runs` runs of each of `schedules` schedules, `every` apart and
 /// ending now.
 fn fill(db: &Path, schedules: usize, runs: i64, every: Duration) {
-    let made = Command::new(super::binary())
-        .args(["history", "--limit", "1", "--state"])
-        .arg(db)
-        .stdout(Stdio::null())
-        .status();
+    let made =
+        Command::new(binary()).args(["history", "--limit", "1", "--state"]).arg(db).stdout(Stdio::null()).status();
     assert!(made.is_ok_and(|s| s.success()), "pipecron makes the state file");
     let mut connection = rusqlite::Connection::open(db).expect("opens");
     connection.pragma_update(None, "synchronous", "OFF").expect("sets");
@@ -88,38 +94,26 @@ fn fill(db: &Path, schedules: usize, runs: i64, every: Duration) {
     connection.pragma_update(None, "wal_checkpoint", "TRUNCATE").expect("checkpoints");
 }
 
-/// Runs `pipecron ARGS` in `dir` `times` times: the median and the slowest wall time, and the peak RSS.
-fn timed(dir: &Path, args: &[&str], times: usize) -> String {
+/// Runs `pipecron ARGS` in `dir` `times` times: the median wall time, and it with the slowest and the largest peak
+/// RSS as text.
+fn timed(dir: &Path, args: &[&str], times: usize) -> (f64, String) {
     let mut took = Vec::new();
+    let mut peak_mb: f64 = 0.0;
     for _ in 0..times {
-        let started = Instant::now();
-        let status = Command::new(super::binary())
-            .args(args)
-            .current_dir(dir)
-            .env("PIPECRON_LOG", "warn")
-            .stdout(Stdio::null())
-            .status();
-        took.push(started.elapsed().as_secs_f64());
-        assert!(status.is_ok_and(|s| s.success()), "pipecron {args:?} fails");
+        let mut command = Command::new(binary());
+        command.args(args).current_dir(dir).env("PIPECRON_LOG", "warn").stdout(Stdio::null());
+        let finished = measure::run_to_end(&mut command);
+        assert!(finished.success, "pipecron {args:?} fails");
+        took.push(finished.wall.as_secs_f64());
+        peak_mb = peak_mb.max(finished.peak_mb);
     }
     took.sort_by(f64::total_cmp);
-    let peak =
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).map_or(0, |usage| usage.max_rss());
-    format!(
-        "{:.3} s median, {:.3} s slowest of {times}, peak RSS of any run so far {:.0} MB",
-        took[times / 2],
-        took[times - 1],
-        peak as f64 / 1024.0
-    )
+    let median = took[times / 2];
+    let text = format!("{median:.3} s median, {:.3} s slowest of {times}, peak RSS {peak_mb:.0} MB", took[times - 1]);
+    (median, text)
 }
 
 fn size_mb(db: &Path) -> f64 {
     let size = |suffix: &str| std::fs::metadata(format!("{}{suffix}", db.display())).map_or(0, |m| m.len());
     (size("") + size("-wal")) as f64 / 1e6
-}
-
-fn keep_or_remove(dir: &Path) {
-    if std::env::var_os("PIPECRON_BENCH_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }

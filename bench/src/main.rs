@@ -1,511 +1,372 @@
-//! The pipecron benchmark: runs the release binary against a fake GitLab inside this process and prints figures.
+//! The pipecron benchmark: runs the release binary against a fake GitLab in a process of its own, beside the two
+//! things a user would pick instead (tokio-cron-scheduler with reqwest, and Debian's cron with GitLab's `curl`
+//! line), and prints each figure with its goal, then the whole table in markdown for README's Performance section.
 //!
-//! `cargo build --release && cargo run --release -p pipecron-bench` (pass `--quick` to skip the minute-long idle
-//! measurement and the history at scale, `--only lateness|burst|postgres|load|metrics|idle|history` to run one).
-//! The fake is an axum server on loopback, on a thread of its own, that notes when each request arrived and answers
-//! 201 at once, so it is never the bottleneck.
-//! Lateness is measured from the slot to the request's arrival at the fake.
+//! The table in the README is made by this one command:
 //!
-//! The `postgres` group runs the lateness and burst measurements against replicas sharing a PostgreSQL store: one
-//! replica with 1 schedule, three with 100, three with a burst of 10,000 slots, each on a fresh database that is
-//! dropped afterwards, and prints each figure beside its goal and the duplicates seen at the fake (a schedule's slot
-//! arriving twice). It needs `psql` and a server that lets it create databases: `PIPECRON_BENCH_POSTGRES` is the URL
-//! psql connects to for that (default `postgres://postgres@127.0.0.1:5432/test`), and the replicas use the same
-//! server, with `sslmode=disable`. Without a server, the group says so and is skipped.
+//! ```sh
+//! cargo build --release && cargo run --release -p pipecron-bench -- --quick
+//! ```
 //!
-//! With two CPUs or more, a single daemon runs on the first and the fake on the last (`PIPECRON_BENCH_PIN=0` turns
-//! this off); several replicas float. `PIPECRON_BENCH_ARGS` adds arguments to `pipecron run`,
-//! `PIPECRON_BENCH_DETAIL=1` prints each slot's lateness figures, `PIPECRON_BENCH_KEEP=1` keeps the state directories
-//! (each replica logs to `pipecron-N.log` there), and `PIPECRON_LOG` sets every daemon's log filter (default `warn`).
+//! (without `--quick` it also measures idle wake-ups, for two minutes each, and the 10-million-run history, which
+//! takes long to write). The table comes last, after a blank line. `--only A,B` runs some measurements:
+//! `check`, `ready`, `lateness`, `cpu`, `burst`, `idle`, `history`, `postgres`, `metrics`, and, to choose the
+//! schedulers, `pipecron`, `pinned`, `tcs`, `cron` or `peers`. `--scale F` multiplies the sizes (bursts, 10,000 and
+//! 100,000 schedules) by F, to try the bench quickly; the table is only meant for F = 1.
+//!
+//! Every scheduler uses the same realistic schedules (see `schedules.rs`) and its own fake GitLab; lateness is
+//! from the slot to the request's arrival at the fake. The headline figures are pipecron's own, unpinned; on a
+//! machine with two CPUs or more, a second line `pinned:` has them with the daemon on the first CPU and the fake on
+//! the last (`PIPECRON_BENCH_PIN=0` skips it). The peers are described in `peers.rs`; cron needs root and
+//! `/usr/sbin/cron` (`apt-get install cron`; the bench never installs it), else it is skipped with a note.
+//!
+//! The `postgres` group runs lateness and a burst against replicas sharing a PostgreSQL store, each on a fresh
+//! database that is dropped afterwards: `PIPECRON_BENCH_POSTGRES` is the URL psql connects to for that (default
+//! `postgres://postgres@127.0.0.1:5432/test`). Without a server, the group says so and is skipped.
+//!
+//! `PIPECRON_BENCH_ARGS` adds arguments to `pipecron run`, `PIPECRON_BENCH_DETAIL=1` prints each slot's lateness
+//! figures, `PIPECRON_BENCH_KEEP=1` keeps the state directories (each daemon logs to `pipecron-N.log` there,
+//! tokio-cron-scheduler to `tcs.log`), and `PIPECRON_LOG` sets every daemon's log filter (default `warn`).
+//! The benchmark is not part of CI: it takes minutes and its figures depend on the machine.
 
+mod daemon;
+mod fake;
 mod history;
+mod measure;
+mod peers;
+mod postgres;
+mod report;
+mod scenarios;
+mod schedules;
+mod subject;
 
-use std::collections::{HashMap, HashSet};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use axum::extract::{Form, State};
-use axum::http::StatusCode;
-use axum::routing::post;
-use chrono::{DateTime, Timelike, Utc};
+use daemon::Setup;
+use report::Report;
+use subject::Who;
 
-/// One request as the fake saw it: the schedule and slot it carried and when it arrived.
-#[derive(Clone)]
-struct Arrival {
-    schedule: String,
-    slot: DateTime<Utc>,
-    at: DateTime<Utc>,
+/// The command line.
+struct Options {
+    quick: bool,
+    only: Vec<String>,
+    scale: f64,
 }
 
-type Arrivals = Arc<Mutex<Vec<Arrival>>>;
+const GROUPS: [&str; 9] = ["check", "ready", "lateness", "cpu", "burst", "idle", "history", "postgres", "metrics"];
 
-async fn trigger(State(arrivals): State<Arrivals>, Form(form): Form<HashMap<String, String>>) -> (StatusCode, String) {
-    let at: DateTime<Utc> = SystemTime::now().into();
-    if let Some(slot) = form.get("variables[PIPECRON_SLOT]").and_then(|s| s.parse().ok()) {
-        let schedule = form.get("variables[PIPECRON_SCHEDULE]").cloned().unwrap_or_default();
-        arrivals.lock().unwrap_or_else(|p| p.into_inner()).push(Arrival { schedule, slot, at });
+impl Options {
+    fn parse() -> Options {
+        let args: Vec<String> = std::env::args().collect();
+        let after = |flag: &str| args.iter().skip_while(|a| *a != flag).nth(1).cloned();
+        let only: Vec<String> = after("--only").map(|o| o.split(',').map(str::to_string).collect()).unwrap_or_default();
+        for name in &only {
+            let known = GROUPS.contains(&name.as_str()) || name == "peers" || Who::ALL.iter().any(|w| w.key() == name);
+            assert!(known, "--only {name}: not one of {GROUPS:?}, pipecron, pinned, tcs, cron, peers");
+        }
+        Options {
+            quick: args.iter().any(|a| a == "--quick"),
+            only,
+            scale: after("--scale").map_or(1.0, |s| s.parse().expect("--scale takes a number")),
+        }
     }
-    let body = r#"{"id":1,"iid":1,"status":"created","web_url":"http://fake/p/1"}"#;
-    (StatusCode::CREATED, body.to_string())
-}
 
-/// Serves the fake on a thread of its own, with a single-threaded runtime: two work-stealing workers would wake each
-/// other for every request and take CPU from the daemon under test.
-fn start_fake(arrivals: Arrivals) -> String {
-    let app = axum::Router::new().route("/api/v4/projects/{id}/trigger/pipeline", post(trigger)).with_state(arrivals);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds loopback");
-    let addr = listener.local_addr().expect("an address");
-    listener.set_nonblocking(true).expect("non-blocking");
-    std::thread::spawn(move || {
-        pin(only_cpu(cpus().saturating_sub(1)));
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-            axum::serve(listener, app).await
-        })
-    });
-    format!("http://{addr}")
-}
+    /// Whether the measurement `group` runs.
+    fn wanted(&self, group: &str) -> bool {
+        let groups: Vec<&String> = self.only.iter().filter(|o| GROUPS.contains(&o.as_str())).collect();
+        groups.is_empty() || groups.iter().any(|g| *g == group)
+    }
 
-fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
+    /// The schedulers that run, in the table's order.
+    fn subjects(&self) -> Vec<Who> {
+        let named: Vec<&String> = self.only.iter().filter(|o| !GROUPS.contains(&o.as_str())).collect();
+        let chosen =
+            |who: Who| named.is_empty() || named.iter().any(|n| *n == who.key() || (*n == "peers" && who.is_peer()));
+        Who::ALL.into_iter().filter(|&w| chosen(w) && w.available()).collect()
+    }
 
-/// The set of just `cpu`, unless there is only one CPU or `PIPECRON_BENCH_PIN=0`. With two CPUs, the daemon gets the
-/// first and the fake the last, so that they never take turns on one while the other idles: loopback wake-ups draw
-/// them together.
-fn only_cpu(cpu: usize) -> Option<nix::sched::CpuSet> {
-    let wanted = std::env::var("PIPECRON_BENCH_PIN").map_or(true, |v| v != "0");
-    let mut set = nix::sched::CpuSet::new();
-    (wanted && cpus() > 1 && set.set(cpu).is_ok()).then_some(set)
-}
-
-/// Keeps the calling thread, and what it starts, on `set`.
-fn pin(set: Option<nix::sched::CpuSet>) {
-    if let Some(set) = set {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    fn size(&self, n: usize) -> usize {
+        ((n as f64 * self.scale) as usize).max(1)
     }
 }
 
-fn binary() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf();
-    let path = root.join("target/release/pipecron");
-    assert!(path.exists(), "build it first: cargo build --release");
-    path
+/// One HTTP/1.1 GET on a fresh connection: the body, if the answer is 200.
+pub fn http_get(addr: &str, path: &str) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    answer.starts_with(b"HTTP/1.1 200").then(|| answer.split_off(head_end + 4))
 }
 
-/// How the daemons under test run: how many replicas side by side, with what arguments, and the goal their figure
-/// is held to.
-struct Setup {
-    /// Added to each figure's description: empty for one daemon on a SQLite file of its own.
-    label: String,
-    replicas: usize,
-    /// Added to each `pipecron run`, such as `--state URL`.
-    extra: Vec<String>,
-    /// Printed beside the figure: the p99 lateness in ms, or the seconds within which a burst must have arrived.
-    goal: Option<f64>,
+/// A loopback address with a port free a moment ago.
+pub fn free_addr() -> Option<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).ok()?.port();
+    Some(format!("127.0.0.1:{port}"))
 }
 
-impl Setup {
-    /// One daemon, with the default state: a SQLite file in its directory.
-    fn sqlite() -> Setup {
-        Setup { label: String::new(), replicas: 1, extra: Vec::new(), goal: None }
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
+}
+
+/// Prints a scenario's figures: pipecron's on the title line, every other scheduler's on a line of its own below.
+struct Scenario {
+    title: String,
+    printed: bool,
+}
+
+impl Scenario {
+    fn new(title: String) -> Scenario {
+        Scenario { title, printed: false }
+    }
+
+    fn print(&mut self, who: Who, body: &str) {
+        match who {
+            Who::Pipecron => println!("{}: {body}", self.title),
+            _ if !self.printed => println!("{}:\n  {}: {body}", self.title, short(who)),
+            _ => println!("  {}: {body}", short(who)),
+        }
+        self.printed = true;
     }
 }
 
-/// `DIR/schedules/bench.yaml`: `n` schedules of `cron`, named s0, s1, …, on the fake at `url`.
-fn write_schedules(dir: &Path, url: &str, n: usize, cron: &str) {
-    let mut text = format!(
-        "defaults:\n  gitlab: {url}\n  token: glptt-bench\n  project: 9\n  ref: main\n  retries: 0\nschedules:\n"
+fn short(who: Who) -> &'static str {
+    if who == Who::Pinned { "pinned" } else { who.label() }
+}
+
+/// The goal's verdict, for pipecron's lines only.
+fn goal(who: Who, text: &str, met: bool) -> String {
+    if who.is_peer() { String::new() } else { format!("; goal {text}: {}", verdict(met)) }
+}
+
+/// `x` ms, or s past a second.
+fn ms(x: f64) -> String {
+    match x {
+        x if x >= 1000.0 => format!("{:.2} s", x / 1000.0),
+        x if x >= 10.0 => format!("{x:.0} ms"),
+        x => format!("{x:.2} ms"),
+    }
+}
+
+fn check(options: &Options, report: &mut Report) {
+    if !options.subjects().contains(&Who::Pipecron) {
+        return;
+    }
+    let n = options.size(100_000);
+    let fake = fake::Fake::start(false);
+    let (wall, peak) = daemon::check(&fake.url, &schedules::specs(n, schedules::When::Yearly));
+    let met = wall <= 1.0 && peak <= 64.0;
+    println!(
+        "`check`, {} schedules: {wall:.2} s, peak RSS {peak:.1} MB (median of 3){}",
+        thousands(n),
+        goal(Who::Pipecron, "≤ 1 s / ≤ 64 MB", met)
     );
-    for i in 0..n {
-        text.push_str(&format!("  s{i}:\n    cron: \"{cron}\"\n"));
+    let measure = format!("`check`, {} schedules: time / peak RSS", thousands(n));
+    report.set(&measure, "≤ 1 s / ≤ 64 MB", Who::Pipecron, format!("{wall:.2} s / {peak:.1} MB"), Some((wall, "time")));
+}
+
+fn ready(options: &Options, report: &mut Report) {
+    let n = options.size(100_000);
+    let measure = format!("`run`, {} schedules: ready / peak RSS", thousands(n));
+    let mut scenario = Scenario::new(measure.clone());
+    for who in options.subjects().into_iter().filter(|&w| w != Who::Pinned) {
+        let Some(r) = scenarios::ready(who, n) else { continue };
+        let met = r.ready.is_some_and(|(s, _)| s <= 1.0) && r.peak_mb <= 64.0;
+        let (time, how) = r
+            .ready
+            .map_or(("–".to_string(), "cron reads new files at the minute"), |(s, how)| (format!("{s:.2} s"), how));
+        scenario.print(
+            who,
+            &format!("ready after {time} ({how}), peak RSS {:.1} MB{}", r.peak_mb, goal(who, "≤ 1 s / ≤ 64 MB", met)),
+        );
+        report.set(
+            &measure,
+            "≤ 1 s / ≤ 64 MB",
+            who,
+            format!("{time} / {:.1} MB", r.peak_mb),
+            Some((r.peak_mb, "peak RSS")),
+        );
     }
-    std::fs::write(dir.join("schedules/bench.yaml"), text).expect("writes");
 }
 
-/// A state dir with `n` schedules of `cron`, and its running daemons: the replicas share the schedules directory.
-struct Run {
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Run {
-    fn start(name: &str, url: &str, n: usize, cron: &str, setup: &Setup) -> Run {
-        let dir = std::env::temp_dir().join(format!("pipecron-bench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("schedules")).expect("creates");
-        write_schedules(&dir, url, n, cron);
-        // One daemon has the first CPU to itself. Several replicas float: pinned all to one CPU, three would take
-        // turns on it while the other CPU idles between the fake's requests, which measures the pinning.
-        let first = if setup.replicas == 1 { only_cpu(0) } else { None };
-        let children = (0..setup.replicas)
-            .map(|i| {
-                let mut command = Command::new(binary());
-                // SAFETY: between fork and exec, the closure makes one system call and allocates nothing.
-                unsafe {
-                    command.pre_exec(move || {
-                        pin(first);
-                        Ok(())
-                    })
-                };
-                let log = std::fs::File::create(dir.join(format!("pipecron-{i}.log")));
-                command
-                    .arg("run")
-                    .args(&setup.extra)
-                    .args(std::env::var("PIPECRON_BENCH_ARGS").unwrap_or_default().split_whitespace())
-                    .current_dir(&dir)
-                    .env("PIPECRON_LOG", std::env::var("PIPECRON_LOG").unwrap_or_else(|_| "warn".into()))
-                    .env("PIPECRON_LISTEN", "off")
-                    .stdout(Stdio::null())
-                    .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
-                    .spawn()
-                    .expect("pipecron starts")
-            })
+fn lateness(options: &Options, report: &mut Report) {
+    // The 100-schedule run gives the CPU per fire as well.
+    let runs: &[(usize, u64, f64)] =
+        if options.wanted("lateness") { &[(1, 30, 1.0), (100, 20, 3.0)] } else { &[(100, 20, 3.0)] };
+    for &(n, seconds, goal_ms) in runs {
+        let results: Vec<(Who, scenarios::Lateness)> = options
+            .subjects()
+            .into_iter()
+            .filter_map(|who| Some((who, scenarios::lateness(who, n, seconds, &Setup::sqlite(false))?)))
             .collect();
-        Run { dir, children }
-    }
-
-    /// User plus system CPU seconds so far of all the replicas, from /proc.
-    fn cpu_seconds(&self) -> f64 {
-        let of = |child: &Child| {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-            let ticks: f64 =
-                fields.get(11..13).map(|f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum()).unwrap_or(0.0);
-            ticks / 100.0
-        };
-        self.children.iter().map(of).sum()
-    }
-
-    /// A field of the first replica's /proc status, in its unit (kB for memory).
-    fn status_field(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.children[0].id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-            .unwrap_or(0)
-    }
-
-    /// Voluntary context switches of every thread of every replica.
-    fn voluntary_switches(&self) -> u64 {
-        let tasks = self.children.iter().flat_map(|c| std::fs::read_dir(format!("/proc/{}/task", c.id())));
-        tasks
-            .flatten()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-            .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).map(str::to_string))
-            .filter_map(|v| v.trim().parse::<u64>().ok())
-            .sum()
-    }
-
-    /// Stops the replicas together, and shows the end of the log of each that did not exit cleanly.
-    fn stop(mut self) {
-        for child in &self.children {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let plural = if n == 1 { "" } else { "s" };
+        let measure = format!("lateness, {n} schedule{plural} every second (p50 / p99)");
+        let mut scenario = Scenario::new(format!("lateness, {n} schedule{plural} every second"));
+        for (who, l) in &results {
+            let (p50, p99) = (ms(l.p50), ms(l.p99));
+            let verdict = goal(*who, &format!("p99 ≤ {goal_ms} ms"), l.p99 <= goal_ms);
+            let per = if who.per_minute() { " (one minute's jobs)" } else { "" };
+            let (requests, duplicates, max) = (l.requests, l.duplicates, ms(l.max));
+            let body =
+                format!("{requests} requests{per}, {duplicates} duplicates: p50 {p50}, p99 {p99}, max {max}{verdict}");
+            scenario.print(*who, &body);
+            report.set(&measure, &format!("p99 ≤ {goal_ms} ms"), *who, format!("{p50} / {p99}"), Some((l.p99, "p99")));
         }
-        for (i, child) in self.children.iter_mut().enumerate() {
-            let status = child.wait();
-            if !status.as_ref().is_ok_and(|s| s.success()) {
-                let log = std::fs::read_to_string(self.dir.join(format!("pipecron-{i}.log"))).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                println!("  pipecron {i} exited with {status:?}; the end of its log:\n  {}", tail.join("\n  "));
+        if n == 100 {
+            cpu_per_fire(&results, seconds, report);
+        }
+    }
+}
+
+fn cpu_per_fire(results: &[(Who, scenarios::Lateness)], seconds: u64, report: &mut Report) {
+    let measure = "CPU per fire, whole process, keep-alive to the fake";
+    let mut scenario =
+        Scenario::new(format!("CPU per fire, 100 schedules every second for {seconds} s (whole process)"));
+    for (who, l) in results {
+        let us = l.cpu_per_fire_us;
+        scenario.print(*who, &format!("{us:.0} µs{}", goal(*who, "≤ 20 µs", us <= 20.0)));
+        report.set(measure, "≤ 20 µs", *who, format!("{us:.0} µs"), Some((us, "CPU per fire")));
+    }
+}
+
+fn burst(options: &Options, report: &mut Report) {
+    for (n, goal_s, goal_cpu) in [(1_000, 0.2, 0.1), (10_000, 0.3, 0.3)] {
+        let n = options.size(n);
+        let measure = format!("{} slots due in the same second: all arrived after / CPU", thousands(n));
+        let goal_text = format!("≤ {goal_s} s / ≤ {goal_cpu} CPU-s");
+        let mut scenario = Scenario::new(format!("{} slots due in the same second", thousands(n)));
+        for who in options.subjects() {
+            if who == Who::Cron && !peers::room_for_jobs(n) {
+                continue;
             }
-        }
-        if std::env::var_os("PIPECRON_BENCH_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn lateness_ms(arrivals: &[Arrival]) -> Vec<f64> {
-    let mut late: Vec<f64> =
-        arrivals.iter().map(|a| (a.at - a.slot).num_microseconds().unwrap_or(0) as f64 / 1000.0).collect();
-    late.sort_by(f64::total_cmp);
-    late
-}
-
-/// Requests beyond the first for the same schedule and slot: a slot fired more than once.
-fn duplicates(arrivals: &[Arrival]) -> usize {
-    arrivals.len() - distinct(arrivals)
-}
-
-fn distinct(arrivals: &[Arrival]) -> usize {
-    arrivals.iter().map(|a| (a.schedule.as_str(), a.slot)).collect::<HashSet<_>>().len()
-}
-
-/// The goal beside a figure, and whether it is met.
-fn verdict(text: String, met: bool) -> String {
-    format!("; goal {text}: {}", if met { "met" } else { "NOT MET" })
-}
-
-fn take(arrivals: &Arrivals) -> Vec<Arrival> {
-    std::mem::take(&mut *arrivals.lock().unwrap_or_else(|p| p.into_inner()))
-}
-
-async fn lateness(url: &str, arrivals: &Arrivals, schedules: usize, seconds: u64, setup: &Setup) {
-    let run = Run::start("lateness", url, schedules, "* * * * * *", setup);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    take(arrivals);
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let got = take(arrivals);
-    run.stop();
-    let late = lateness_ms(&got);
-    if std::env::var_os("PIPECRON_BENCH_DETAIL").is_some() {
-        let mut by_slot: std::collections::BTreeMap<DateTime<Utc>, Vec<f64>> = Default::default();
-        for a in &got {
-            by_slot.entry(a.slot).or_default().push((a.at - a.slot).num_microseconds().unwrap_or(0) as f64 / 1000.0);
-        }
-        for (slot, mut l) in by_slot {
-            l.sort_by(f64::total_cmp);
-            println!(
-                "  {slot}: n {} min {:.2} p50 {:.2} max {:.2}",
-                l.len(),
-                l[0],
-                percentile(&l, 0.5),
-                l[l.len() - 1]
+            let Some(b) = scenarios::burst(who, n, &Setup::sqlite(false)) else { continue };
+            let all = b.arrived == b.n && b.duplicates == 0;
+            let met = all && b.last_s <= goal_s && b.cpu <= goal_cpu;
+            let note = b.note.as_ref().map_or(String::new(), |n| format!("; {n}"));
+            let body = format!(
+                "{} of {} arrived, {} duplicates, the last {:.3} s after the slot, {:.2} CPU-s{note}{}",
+                b.arrived,
+                b.n,
+                b.duplicates,
+                b.last_s,
+                b.cpu,
+                goal(who, &goal_text, met)
             );
-        }
-    }
-    let p99 = percentile(&late, 0.99);
-    let twice = duplicates(&got);
-    let goal = setup.goal.map_or(String::new(), |ms| verdict(format!("p99 ≤ {ms} ms"), p99 <= ms));
-    println!(
-        "lateness{}, {schedules} schedule(s) every second, {} requests, {twice} duplicates: p50 {:.2} ms, p99 {p99:.2} \
-         ms, max {:.2} ms{goal}",
-        setup.label,
-        got.len(),
-        percentile(&late, 0.5),
-        late.last().copied().unwrap_or(f64::NAN)
-    );
-}
-
-/// `n` schedules all due at the same second: when the last request arrived, the CPU it took, and the slots that
-/// arrived more than once.
-async fn burst(url: &str, arrivals: &Arrivals, n: usize, setup: &Setup) {
-    let now = Utc::now();
-    // A whole second: the slot the cron line below names.
-    let due = (now + chrono::Duration::seconds(8)).with_nanosecond(0).unwrap_or(now);
-    let cron = format!("{} {} {} * * *", due.format("%-S"), due.format("%-M"), due.format("%-H"));
-    let run = Run::start("burst", url, n, &cron, setup);
-    while Utc::now() < due - chrono::Duration::milliseconds(500) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    take(arrivals);
-    let cpu_before = run.cpu_seconds();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Counting distinct slots only once `n` requests are in: duplicates must not end the wait early.
-    while Instant::now() < deadline {
-        let all_in = {
-            let got = arrivals.lock().unwrap_or_else(|p| p.into_inner());
-            got.len() >= n && distinct(&got) >= n
-        };
-        if all_in {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let cpu = run.cpu_seconds() - cpu_before;
-    // A little longer, for a duplicate sent late.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let got = take(arrivals);
-    run.stop();
-    let last = got.iter().map(|a| a.at).max().map_or(f64::NAN, |t| (t - due).num_milliseconds() as f64 / 1000.0);
-    let (arrived, twice) = (distinct(&got), duplicates(&got));
-    let goal = setup.goal.map_or(String::new(), |s| {
-        verdict(format!("all within {s} s, each once"), arrived == n && twice == 0 && last <= s)
-    });
-    println!(
-        "{n} slots due in the same second{}: {arrived} of {n} arrived, {twice} duplicates, the last {last:.3} s after \
-         the slot, {cpu:.2} CPU-s{goal}",
-        setup.label
-    );
-}
-
-/// A database of its own on the PostgreSQL server, dropped (with whatever is still connected) when done.
-struct Database {
-    name: String,
-    /// For the replicas' `--state`.
-    url: String,
-}
-
-impl Database {
-    /// The URL psql connects to for creating and dropping databases.
-    fn admin() -> String {
-        std::env::var("PIPECRON_BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-    }
-
-    fn psql(sql: &str) -> Result<(), String> {
-        let output = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &Self::admin(), "-c", sql])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("psql: {e}"))?;
-        match output.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&output.stderr).trim().to_string()),
-        }
-    }
-
-    fn create(what: &str) -> Result<Database, String> {
-        let name = format!("pipecron_bench_{what}_{}", std::process::id());
-        Self::psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
-        Self::psql(&format!("CREATE DATABASE {name}"))?;
-        let admin = Self::admin();
-        let server = admin.split('?').next().and_then(|a| a.rsplit_once('/')).map_or(admin.as_str(), |(s, _)| s);
-        Ok(Database { url: format!("{server}/{name}?sslmode=disable"), name })
-    }
-
-    /// `replicas` daemons on this database, held to `goal`.
-    fn setup(&self, replicas: usize, goal: f64) -> Setup {
-        let label = format!(" on PostgreSQL, {replicas} replica{}", if replicas == 1 { "" } else { "s" });
-        Setup { label, replicas, extra: vec!["--state".into(), self.url.clone()], goal: Some(goal) }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Err(error) = Self::psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
-            println!("  cannot drop {}: {error}", self.name);
+            scenario.print(who, &body);
+            let text = match all {
+                true => format!("all after {:.2} s / {:.2} CPU-s", b.last_s, b.cpu),
+                false => format!(
+                    "{} of {}, the last after {:.2} s / {:.2} CPU-s",
+                    thousands(b.arrived),
+                    thousands(b.n),
+                    b.last_s,
+                    b.cpu
+                ),
+            };
+            report.set(&measure, &goal_text, who, text, all.then_some((b.last_s, "time until all arrived")));
         }
     }
 }
 
-/// Replicas sharing a PostgreSQL store: lateness with one and with three, and a burst across three; each on a
-/// fresh database.
-async fn postgres(url: &str, arrivals: &Arrivals) {
-    let database = |what: &str| {
-        Database::create(what).inspect_err(|error| println!("postgres: skipped, no database to use: {error}")).ok()
-    };
-    let Some(db) = database("lateness1") else { return };
-    lateness(url, arrivals, 1, 30, &db.setup(1, 5.0)).await;
-    drop(db);
-    let Some(db) = database("lateness100") else { return };
-    lateness(url, arrivals, 100, 20, &db.setup(3, 15.0)).await;
-    drop(db);
-    let Some(db) = database("burst") else { return };
-    burst(url, arrivals, 10_000, &db.setup(3, 2.0)).await;
-}
-
-/// 10,000 schedules with nothing due within the hour: wake-ups per minute.
-async fn idle(url: &str, minutes: u64) {
-    let now = Utc::now() + chrono::Duration::hours(2);
-    let cron = format!("0 {} * * *", now.format("%-H"));
-    let run = Run::start("idle", url, 10_000, &cron, &Setup::sqlite());
-    // Past start-up: tokio's blocking threads, used once at start, retire after 10 s idle.
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let before = run.voluntary_switches();
-    tokio::time::sleep(Duration::from_secs(60 * minutes)).await;
-    let switches = run.voluntary_switches() - before;
-    run.stop();
-    println!(
-        "idle with 10,000 schedules for {minutes} min: {switches} voluntary context switches ({:.1}/min)",
-        switches as f64 / minutes as f64
-    );
+fn idle(options: &Options, report: &mut Report) {
+    let n = options.size(10_000);
+    let measure = format!("idle with {} schedules: voluntary context switches per minute", thousands(n));
+    let mut scenario = Scenario::new(format!("idle with {} schedules for 2 min", thousands(n)));
+    for who in options.subjects().into_iter().filter(|&w| w != Who::Pinned) {
+        let Some(per_minute) = scenarios::idle(who, n, 2) else { continue };
+        scenario.print(
+            who,
+            &format!("{per_minute:.1} voluntary context switches a minute{}", goal(who, "≤ 1", per_minute <= 1.0)),
+        );
+        report.set(&measure, "≤ 1", who, format!("{per_minute:.1}"), Some((per_minute, "wake-ups")));
+    }
 }
 
 /// 100,000 schedules: how long a scrape of `/metrics` and of the status page take, and how big they are.
-async fn metrics(url: &str) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-    let Ok(port) = port else { return println!("metrics: skipped, no free port") };
-    let addr = format!("127.0.0.1:{port}");
-    let setup = Setup { extra: vec!["--listen".into(), addr.clone()], ..Setup::sqlite() };
-    let run = Run::start("metrics", url, 100_000, "0 0 1 1 *", &setup);
+fn metrics(options: &Options, report: &mut Report) {
+    let n = options.size(100_000);
+    let Some(addr) = free_addr() else { return println!("metrics: skipped, no free port") };
+    let fake = fake::Fake::start(false);
+    let setup = Setup { extra: vec!["--listen".into(), addr.clone()], ..Setup::sqlite(false) };
+    let specs = schedules::specs(n, schedules::When::Yearly);
+    let run = Box::new(daemon::Run::start("metrics", &fake.url, &specs, &setup));
     let started = Instant::now();
-    while get(&addr, "/readyz").await.is_none() && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while http_get(&addr, "/readyz").is_none() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let mut medians = Vec::new();
     for path in ["/metrics", "/"] {
         let mut times = Vec::new();
         let mut size = 0;
         for _ in 0..5 {
             let start = Instant::now();
-            size = get(&addr, path).await.map_or(0, |body| body.len());
+            size = http_get(&addr, path).map_or(0, |body| body.len());
             times.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "100,000 schedules: GET {path} in {:.0} ms median, {:.0} ms max of 5 ({:.0} kB)",
+            "{} schedules: GET {path} in {:.0} ms median, {:.0} ms max of 5 ({:.0} kB)",
+            thousands(n),
             times[2],
             times[4],
             size as f64 / 1e3
         );
+        medians.push(times[2]);
     }
-    run.stop();
+    subject::Running::stop(run);
+    let measure = format!("{} schedules: `GET /metrics` / `GET /` (one page of 100)", thousands(n));
+    report.set(&measure, "≤ 1 s", Who::Pipecron, format!("{:.0} ms / {:.0} ms", medians[0], medians[1]), None);
 }
 
-/// One HTTP/1.1 GET on a fresh connection: the body, if the answer is 200.
-async fn get(addr: &str, path: &str) -> Option<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.ok()?;
-    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
-    answer.starts_with(b"HTTP/1.1 200").then(|| answer.split_off(head_end + 4))
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut text = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            text.push(',');
+        }
+        text.push(c);
+    }
+    text
 }
 
-/// 100,000 schedules: time until the daemon is running, and peak memory.
-async fn load(url: &str) {
-    let started = Instant::now();
-    let run = Run::start("load", url, 100_000, "0 0 1 1 *", &Setup::sqlite());
-    // The daemon creates its state file once the schedules are loaded and checked.
-    let db = run.dir.join("pipecron.db");
-    while !db.exists() && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+fn main() {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("fake") => return fake::serve(),
+        Some("peer-tcs") => return peers::serve_tcs(std::path::Path::new(&args.next().expect("peer-tcs JOBS.json"))),
+        _ => {}
     }
-    let ready = started.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let peak_kb = run.status_field("VmHWM:");
-    run.stop();
-    println!(
-        "100,000 schedules: loaded in {:.2} s (YAML included), peak RSS {:.1} MB",
-        ready.as_secs_f64(),
-        peak_kb as f64 / 1024.0
-    );
-}
-
-#[tokio::main]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let only: Option<String> = std::env::args().skip_while(|a| a != "--only").nth(1);
-    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    let arrivals: Arrivals = Arc::default();
-    let url = start_fake(arrivals.clone());
-    println!("pipecron benchmark: {} against a fake GitLab at {url}", binary().display());
-    if wanted("lateness") {
-        lateness(&url, &arrivals, 1, 30, &Setup::sqlite()).await;
-        lateness(&url, &arrivals, 100, 20, &Setup::sqlite()).await;
+    let options = Options::parse();
+    let mut report = Report::default();
+    println!("pipecron benchmark: {}, schedulers: {:?}", daemon::binary().display(), options.subjects());
+    if options.wanted("check") {
+        check(&options, &mut report);
     }
-    if wanted("burst") {
-        burst(&url, &arrivals, 1_000, &Setup::sqlite()).await;
-        burst(&url, &arrivals, 10_000, &Setup::sqlite()).await;
+    if options.wanted("ready") {
+        ready(&options, &mut report);
     }
-    if wanted("postgres") {
-        postgres(&url, &arrivals).await;
+    if options.wanted("lateness") || options.wanted("cpu") {
+        lateness(&options, &mut report);
     }
-    if wanted("load") {
-        load(&url).await;
+    if options.wanted("burst") {
+        burst(&options, &mut report);
     }
-    if wanted("metrics") {
-        metrics(&url).await;
+    if options.wanted("idle") && !options.quick {
+        idle(&options, &mut report);
     }
-    if wanted("idle") && !quick {
-        idle(&url, 2).await;
+    if options.wanted("postgres") && options.subjects().contains(&Who::Pipecron) {
+        postgres::postgres(&mut report);
     }
-    if wanted("history") && !quick {
-        history::history(&url);
+    if options.wanted("metrics") && options.subjects().contains(&Who::Pipecron) {
+        metrics(&options, &mut report);
     }
+    if options.wanted("history") && !options.quick && options.subjects().contains(&Who::Pipecron) {
+        history::history(&mut report);
+    }
+    println!("\n{}", report.markdown());
 }

@@ -32,20 +32,19 @@ const PARSER_STACK: usize = 4 * 1024 * 1024;
 
 /// The file's valid schedules, or `None` when it must be read the plain way; what was reported is then stale.
 pub(super) fn read(text: &str, reader: &Reader, rep: &mut Reporter) -> Option<Vec<Arc<Schedule>>> {
-    let (send, receive) = sync_channel(256);
+    let (send, receive) = sync_channel(16);
     std::thread::scope(|scope| {
         let parse = move || {
-            let mut shape = Shape { top_keys: Vec::new(), names: HashSet::new(), hasher: RandomState::new(), send };
-            if compose(text, &mut shape).is_ok() {
-                return true;
-            }
-            // What was handed over is read again, through serde-saphyr.
-            if !shape.send(Item::Restart) {
-                return false;
-            }
-            shape.top_keys.clear();
-            shape.names.clear();
-            yaml::parse_seed(text, Root(&mut shape)).is_ok() && shape.has_schedules()
+            let (top_keys, names, hasher, batch) = (Vec::new(), HashSet::new(), RandomState::new(), Vec::new());
+            let mut shape = Shape { top_keys, names, hasher, send, batch };
+            let read = compose(text, &mut shape).is_ok() || {
+                // What was handed over is read again, through serde-saphyr.
+                shape.send(Item::Restart);
+                shape.top_keys.clear();
+                shape.names.clear();
+                yaml::parse_seed(text, Root(&mut shape)).is_ok() && shape.has_schedules()
+            };
+            shape.flush() && read
         };
         let parser =
             std::thread::Builder::new().name("yaml".into()).stack_size(PARSER_STACK).spawn_scoped(scope, parse);
@@ -104,12 +103,12 @@ fn compose(text: &str, shape: &mut Shape) -> Result<(), GiveUp> {
 }
 
 /// Checks what the parser hands over until it stops: the valid schedules.
-fn check(items: Receiver<Item>, reader: &Reader, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
+fn check(items: Receiver<Vec<Item>>, reader: &Reader, rep: &mut Reporter) -> Vec<Arc<Schedule>> {
     let file: Arc<Path> = Arc::from(rep.file);
     let reported = rep.out.len();
     let mut defaults = Fields::default();
     let mut schedules = Vec::new();
-    for item in items {
+    for item in items.into_iter().flatten() {
         match item {
             Item::Restart => {
                 rep.out.truncate(reported);
@@ -146,16 +145,28 @@ struct Shape {
     /// way, which tells the two apart. 100,000 names as strings would take megabytes.
     names: HashSet<u64>,
     hasher: RandomState,
-    send: SyncSender<Item>,
+    send: SyncSender<Vec<Item>>,
+    /// Items are handed over in batches: one at a time, waking the other thread for each took a tenth of its time.
+    batch: Vec<Item>,
 }
 
+/// How many items are handed over at once.
+const BATCH: usize = 64;
+
 impl Shape {
-    /// Hands `item` to the checking thread: false if it has stopped.
-    fn send(&self, item: Item) -> bool {
-        self.send.send(item).is_ok()
+    /// Hands `item` to the checking thread, in time: false if it has stopped.
+    fn send(&mut self, item: Item) -> bool {
+        self.batch.push(item);
+        self.batch.len() < BATCH || self.flush()
     }
 
-    fn hand_over<E: de::Error>(&self, item: Item) -> Result<(), E> {
+    /// Hands over the items held: false if the checking thread has stopped.
+    fn flush(&mut self) -> bool {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        batch.is_empty() || self.send.send(batch).is_ok()
+    }
+
+    fn hand_over<E: de::Error>(&mut self, item: Item) -> Result<(), E> {
         self.send(item).then_some(()).ok_or_else(leave_to_plain)
     }
 

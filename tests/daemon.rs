@@ -55,6 +55,8 @@ fn every_slot_fires_exactly_once_and_sigterm_exits_0() {
     sleep(4500);
     let (code, logs) = daemon.stop();
     assert_eq!(code, Some(0), "{logs}");
+    let each = log_lines(&logs, "scheduled");
+    assert!(each.iter().any(|l| l["schedule"] == "every-other" && l["next"].is_string()), "each is logged: {logs}");
     let slots = slots_by_schedule(&fake);
     let every = &slots["every-second"];
     assert!(every.len() >= 3, "{slots:?}");
@@ -63,6 +65,26 @@ fn every_slot_fires_exactly_once_and_sigterm_exits_0() {
     assert!(logs.contains("\"message\":\"fired\""), "{logs}");
     assert!(logs.contains("\"lateness_ms\""), "{logs}");
     assert!(!logs.contains(&TOKEN[6..]), "the token was logged");
+}
+
+#[test]
+fn many_schedules_are_logged_as_one_line_at_start() {
+    let fake = FakeGitlab::new();
+    let body: String = (0..101).map(|i| format!("  s{i}:\n    cron: \"0 0 1 1 *\"\n")).collect();
+    let (dir, _) = setup(&fake, &format!("{body}  off:\n    cron: \"0 0 1 1 *\"\n    enabled: false\n"));
+    let daemon = Daemon::start(dir.path());
+    sleep(1500);
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    let summary = log_lines(&logs, "scheduled (each schedule's next slot is logged at debug level)");
+    assert!(summary.iter().any(|l| l["schedules"] == 102 && l["paused"] == 1), "{logs}");
+    assert_eq!(log_lines(&logs, "scheduled"), Vec::<serde_json::Value>::new(), "none is logged on its own");
+}
+
+/// The daemon's JSON log lines with this message.
+fn log_lines(logs: &str, message: &str) -> Vec<serde_json::Value> {
+    let lines = logs.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok());
+    lines.filter(|line| line["message"] == message).collect()
 }
 
 #[test]

@@ -46,6 +46,10 @@ const MAX_MISSED: usize = 10_000;
 /// How long the loop waits at most before it tries again to claim slots the store did not take.
 const CLAIM_RETRY_CAP: Duration = Duration::from_secs(5);
 
+/// Up to this many schedules, each one's next slot is logged at start; beyond, only at debug level: 100,000 lines
+/// at each start took a tenth of the start-up and buried the rest of the log.
+const LOG_EACH_UP_TO: usize = 100;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How many triggers may be in flight at once.
@@ -223,16 +227,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             }
             self.add(schedule, now);
         }
-        for schedule in self.schedules.values() {
-            match self.queue.peek_for(&schedule.name) {
-                Some(due) => {
-                    let next = due.slot.with_timezone(&schedule.timezone).to_rfc3339();
-                    tracing::info!(schedule = %schedule.name, next, "scheduled");
-                }
-                None if !schedule.enabled => tracing::info!(schedule = %schedule.name, "paused"),
-                None => tracing::warn!(schedule = %schedule.name, "never fires"),
-            }
-        }
+        self.log_next_slots();
         if !missed.is_empty() {
             tracing::warn!(slots = missed.len(), "recording slots missed while pipecron was down");
             self.shared.store.record_missed(missed.clone(), now).await?;
@@ -240,6 +235,37 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
         }
         self.dispatch(catch_up);
         Ok(())
+    }
+
+    /// Logs each schedule's next slot, or, beyond `LOG_EACH_UP_TO` schedules, how many are queued and paused.
+    fn log_next_slots(&self) {
+        let each = self.schedules.len() <= LOG_EACH_UP_TO || tracing::enabled!(tracing::Level::DEBUG);
+        let mut paused = 0;
+        for schedule in self.schedules.values() {
+            match self.queue.peek_for(&schedule.name) {
+                Some(due) if each => {
+                    let next = due.slot.with_timezone(&schedule.timezone).to_rfc3339();
+                    tracing::info!(schedule = %schedule.name, next, "scheduled");
+                }
+                Some(_) => {}
+                None if !schedule.enabled => {
+                    paused += 1;
+                    if each {
+                        tracing::info!(schedule = %schedule.name, "paused");
+                    }
+                }
+                None => tracing::warn!(schedule = %schedule.name, "never fires"),
+            }
+        }
+        if !each {
+            let next = self.queue.peek().map(|due| due.slot.to_rfc3339());
+            tracing::info!(
+                schedules = self.schedules.len(),
+                paused,
+                next,
+                "scheduled (each schedule's next slot is logged at debug level)"
+            );
+        }
     }
 
     /// Adds or replaces a schedule and queues its first slot after `now`.

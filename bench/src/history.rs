@@ -24,7 +24,7 @@ const URL: &str = "http://127.0.0.1:9";
 
 pub fn history(report: &mut Report) {
     let dir = fresh_dir("history");
-    schedules::write_yaml(&dir.join("schedules"), URL, &schedules::specs(100_000, When::Yearly));
+    schedules::write_yaml(&dir.join("schedules"), URL, &schedules::specs(100_000, When::Quiet));
     let db = dir.join("pipecron.db");
     let started = Instant::now();
     fill(&db, 100_000, RUNS_EACH, Duration::from_secs(3600));

@@ -276,7 +276,11 @@ fn cron_line(url: &str, spec: &Spec, when: When) -> String {
             let local = instant.with_timezone(&Local);
             (format!("{} {} * * *", local.minute(), local.hour()), instant.to_rfc3339_opts(SecondsFormat::Secs, true))
         }
-        When::Yearly => ("0 0 1 1 *".to_string(), "$(date -u +%Y-%m-%dT%H:%M:00Z)".to_string()),
+        // The same line without its seconds field.
+        When::Quiet => {
+            let time = spec.cron.split_once(' ').map_or(String::new(), |(_, rest)| rest.to_string());
+            (time, "$(date -u +%Y-%m-%dT%H:%M:00Z)".to_string())
+        }
     };
     let mut command = format!(
         "curl -X POST --fail -F token={TOKEN} -F ref={} -F \"variables[PIPECRON_SCHEDULE]={}\" -F \

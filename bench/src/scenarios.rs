@@ -164,8 +164,8 @@ fn burst_due(who: Who, n: usize) -> DateTime<Utc> {
 /// Voluntary context switches per minute with 10,000 schedules, nothing due, over `minutes` past start-up.
 pub fn idle(who: Who, n: usize, minutes: u64) -> Option<f64> {
     let fake = who.fake();
-    let specs = schedules::specs(n, When::Yearly);
-    let running = subject::start(who, "idle", &fake, &specs, When::Yearly, &Setup::sqlite(false))?;
+    let specs = schedules::specs(n, When::Quiet);
+    let running = subject::start(who, "idle", &fake, &specs, When::Quiet, &Setup::sqlite(false))?;
     // Past start-up: tokio's blocking threads, used once at start, retire after 10 s idle.
     std::thread::sleep(secs(15));
     let before = subject::switches(running.as_ref());
@@ -184,13 +184,13 @@ pub struct Ready {
 /// `n` schedules: time until the scheduler is ready, and its peak memory.
 pub fn ready(who: Who, n: usize) -> Option<Ready> {
     let fake = who.fake();
-    let specs = schedules::specs(n, When::Yearly);
+    let specs = schedules::specs(n, When::Quiet);
     let Some(addr) = crate::free_addr() else {
         println!("  {}: skipped, no free port", who.label());
         return None;
     };
     let setup = Setup { extra: vec!["--listen".into(), addr.clone()], ..Setup::sqlite(false) };
-    let running = subject::start(who, "ready", &fake, &specs, When::Yearly, &setup)?;
+    let running = subject::start(who, "ready", &fake, &specs, When::Quiet, &setup)?;
     let started = Instant::now();
     let ready = match who {
         Who::Pipecron | Who::Pinned => readyz(&addr, started),

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// When the schedules are due.
@@ -19,8 +19,9 @@ pub enum When {
     EverySecond,
     /// All at this whole second, once a day.
     At(DateTime<Utc>),
-    /// At midnight on the 1st of January: never during a measurement.
-    Yearly,
+    /// At a time of day that varies by schedule (1,440 forms, as in a large set of nightly schedules), on a weekday
+    /// at least two days away in every zone: never due during a measurement.
+    Quiet,
 }
 
 pub const ZONES: [Tz; 5] = [
@@ -96,7 +97,7 @@ fn spec(i: usize, when: When) -> Spec {
         i.is_multiple_of(4).then(|| format!("Nightly build {i} of the {} pipeline; uploads packages", i % 13));
     Spec {
         name: format!("s{i}"),
-        cron: cron_line(when, zone),
+        cron: cron_line(when, zone, i),
         zone,
         project,
         git_ref: REFS[i % REFS.len()],
@@ -120,16 +121,21 @@ fn variables(i: usize) -> Vec<(&'static str, Value)> {
     variables
 }
 
-/// The cron line of `when` in `zone`: a burst's instant in the zone's local time.
-pub fn cron_line(when: When, zone: Tz) -> String {
+/// The cron line of `when` in `zone` for the `i`th schedule: a burst's instant in the zone's local time.
+pub fn cron_line(when: When, zone: Tz, i: usize) -> String {
     match when {
         When::EverySecond => "* * * * * *".to_string(),
         When::At(instant) => {
             let local = instant.with_timezone(&zone);
             format!("{} {} {} * * *", local.second(), local.minute(), local.hour())
         }
-        When::Yearly => "0 0 0 1 1 *".to_string(),
+        When::Quiet => format!("0 {} {} * * {}", i % 60, (i / 60) % 24, quiet_weekday()),
     }
+}
+
+/// Three days from today in UTC: no zone's date is more than a day from UTC's.
+fn quiet_weekday() -> u32 {
+    (Utc::now().weekday().num_days_from_sunday() + 3) % 7
 }
 
 /// Whether every zone maps the local time of `instant` back to it alone: not in a daylight-saving change's

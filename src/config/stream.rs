@@ -73,24 +73,21 @@ fn compose(text: &str, shape: &mut Shape) -> Result<(), GiveUp> {
     let mut events = Events::new(text)?;
     events.enter_mapping()?;
     while let Some(key) = events.key()? {
-        if shape.top_keys.contains(&key.name) {
+        if !shape.top_key(&key.name) {
             return Err(GiveUp);
         }
-        shape.top_keys.push(key.name.clone());
         let item = match key.name.as_str() {
             "schedules" if events.mapping_or_null()? => {
                 events.enter_mapping()?;
                 while let Some(name) = events.key()? {
                     let body = events.node(2)?;
-                    if !shape.names.insert(shape.hasher.hash_one(&name.name)) || !shape.send(Item::Schedule(name, body))
-                    {
+                    if !shape.schedule_name(&name.name) || !shape.send(Item::Schedule(name, body)) {
                         return Err(GiveUp);
                     }
                 }
                 continue;
             }
             "schedules" => Item::NoSchedules(key),
-            "defaults" if shape.has_schedules() => return Err(GiveUp),
             "defaults" => Item::Defaults(events.node(1)?),
             _ => Item::Other(key, events.node(1)?),
         };
@@ -170,6 +167,20 @@ impl Shape {
         self.send(item).then_some(()).ok_or_else(leave_to_plain)
     }
 
+    /// Notes a top-level key: false if the file must be read the plain way, for a key written twice or `defaults`
+    /// after `schedules` (whose schedules were checked without them).
+    fn top_key(&mut self, name: &str) -> bool {
+        let twice = self.top_keys.iter().any(|k| k == name);
+        let late_defaults = name == "defaults" && self.has_schedules();
+        self.top_keys.push(name.to_string());
+        !twice && !late_defaults
+    }
+
+    /// Notes a schedule's name: false if it was seen before (or its hash was).
+    fn schedule_name(&mut self, name: &str) -> bool {
+        self.names.insert(self.hasher.hash_one(name))
+    }
+
     fn has_schedules(&self) -> bool {
         self.top_keys.iter().any(|k| k == "schedules")
     }
@@ -201,13 +212,11 @@ impl<'de> Visitor<'de> for Root<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let shape = self.0;
         while let Some(key) = map.next_key::<Key>()? {
-            if shape.top_keys.contains(&key.name) {
+            if !shape.top_key(&key.name) {
                 return Err(leave_to_plain());
             }
-            shape.top_keys.push(key.name.clone());
             match key.name.as_str() {
                 "schedules" => map.next_value_seed(Schedules { shape: &mut *shape, key })?,
-                "defaults" if shape.has_schedules() => return Err(leave_to_plain()),
                 "defaults" => shape.hand_over(Item::Defaults(map.next_value()?))?,
                 _ => shape.hand_over(Item::Other(key, map.next_value()?))?,
             }
@@ -247,7 +256,7 @@ impl<'de> Visitor<'de> for Schedules<'_> {
         let shape = self.shape;
         while let Some(name) = map.next_key::<Key>()? {
             let body: Node = map.next_value()?;
-            if !shape.names.insert(shape.hasher.hash_one(&name.name)) {
+            if !shape.schedule_name(&name.name) {
                 return Err(leave_to_plain());
             }
             shape.hand_over(Item::Schedule(name, body))?;

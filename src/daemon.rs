@@ -1,8 +1,8 @@
 //! The daemon: the scheduler, the reload watcher, the HTTP server and the signal handlers, started together as
 //! peers, stopped by one cancellation token, and all joined before it returns.
 //!
-//! SIGTERM or SIGINT cancels the token: the scheduler takes no new slots and drains, the watcher, the server and
-//! the history's pruning (`crate::retention`) stop. SIGHUP asks the watcher to reload. What happens is published
+//! SIGTERM or SIGINT cancels the token: the scheduler takes no new slots and drains, the watcher, the server, the
+//! follower of pipelines (`crate::follow`) and the history's pruning (`crate::retention`) stop. SIGHUP asks the watcher to reload. What happens is published
 //! as events (`crate::events`) to the log, the metrics, the server's view of the configuration and, in a dry run,
 //! the printout. Nothing here knows about the
 //! command line; `cli/run.rs` only fills in a `Config`.
@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SystemClock;
 use crate::events::{Events, Listener, Log, PrintRequests};
+use crate::follow::Follower;
+use crate::follow::api::GitlabApi;
 use crate::metrics::Metrics;
 use crate::scheduler::{Options, Scheduler};
 use crate::secret::Secret;
@@ -39,6 +41,8 @@ pub struct Config {
     pub dry_run: bool,
     /// The bearer token of the admin endpoint, which exists only when this is set.
     pub admin_token: Option<Secret>,
+    /// Requests a second to each GitLab host's API at most, when following pipelines.
+    pub api_rate: std::num::NonZeroU32,
 }
 
 /// Why the daemon could not start, or stopped.
@@ -71,8 +75,13 @@ pub async fn run(config: Config) -> Result<(), Error> {
     };
     let metrics = Arc::new(Metrics::new());
     let config_health = Arc::new(ConfigHealth::default());
-    let mut listeners: Vec<Arc<dyn Listener>> =
-        vec![Arc::new(Log { dry_run: config.dry_run }), metrics.clone(), config_health.clone()];
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let mut listeners: Vec<Arc<dyn Listener>> = vec![
+        Arc::new(Log { dry_run: config.dry_run }),
+        metrics.clone(),
+        config_health.clone(),
+        Arc::new(crate::follow::Kick(kick.clone())),
+    ];
     if config.dry_run {
         listeners.push(Arc::new(PrintRequests));
     }
@@ -90,6 +99,13 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let (reload_tx, reload_rx) = mpsc::channel(4);
     peers.spawn(publish(loaded_rx, live_tx, reload_tx));
     peers.spawn(crate::retention::keep(store.clone(), live_rx.clone(), stop.clone()));
+    // A dry run creates no pipelines, so there are none to follow.
+    if !config.dry_run {
+        let api = GitlabApi::new(GitlabClient::new()?, config.api_rate);
+        let follower =
+            Follower { store: store.clone(), api: Arc::new(api), schedules: live_rx.clone(), events: events.clone(), kick };
+        peers.spawn(follower.run(stop.clone()));
+    }
     peers.spawn(signals(stop.clone(), kick_tx)?);
     let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), Arc::new(SystemClock), config.options);
     scheduler.publish_to(events.clone());

@@ -59,6 +59,17 @@ pub enum Event<'a> {
     Store { up: bool, reason: Option<&'a str> },
     /// The timer loop woke.
     Woke { at: DateTime<Utc> },
+    /// Following a pipeline ended: it reached a final status, or following stopped short (`followed` says which).
+    PipelineEnded(&'a PipelineEnded),
+}
+
+/// A followed pipeline that is no longer followed, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineEnded {
+    pub schedule: String,
+    pub slot: DateTime<Utc>,
+    /// Its status as last seen, its id, and how following ended.
+    pub pipeline: crate::run::Pipeline,
 }
 
 /// Something that hears every event.
@@ -132,6 +143,7 @@ impl Listener for Log {
             Event::ReloadFailed { error } => {
                 tracing::error!(error, "the new configuration is invalid; the old one keeps running")
             }
+            Event::PipelineEnded(ended) => log_pipeline(ended),
             _ => {}
         }
     }
@@ -167,6 +179,32 @@ fn log_fire(fired: &Fired, dry_run: bool) {
             lateness_ms,
             error = result.error.as_deref().unwrap_or_default(),
             "fire failed"
+        ),
+    }
+}
+
+fn log_pipeline(ended: &PipelineEnded) {
+    let PipelineEnded { schedule, slot, pipeline } = ended;
+    let slot = crate::trigger::request::slot_text(*slot);
+    let (id, status, url) = (pipeline.id, pipeline.status.as_str(), pipeline.web_url.as_deref());
+    let followed = pipeline.followed.map_or("", crate::run::Followed::as_str);
+    let duration_s = pipeline.duration;
+    match (pipeline.followed, status) {
+        (Some(crate::run::Followed::Ended), "success" | "skipped" | "manual") => {
+            tracing::info!(schedule, slot, pipeline_id = id, status, duration_s, url, "pipeline ended")
+        }
+        (Some(crate::run::Followed::Ended), _) => {
+            tracing::warn!(schedule, slot, pipeline_id = id, status, duration_s, url, "pipeline ended")
+        }
+        _ => tracing::warn!(
+            schedule,
+            slot,
+            pipeline_id = id,
+            status,
+            followed,
+            note = pipeline.note.as_deref().unwrap_or_default(),
+            url,
+            "stopped following the pipeline"
         ),
     }
 }

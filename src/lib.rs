@@ -11,6 +11,7 @@ pub mod cron;
 pub mod daemon;
 pub mod duration;
 pub mod events;
+pub mod follow;
 pub mod import;
 pub mod metrics;
 pub mod page;

@@ -34,6 +34,8 @@ const REQUEST_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 const REASONS: [Reason; 3] = [Reason::Schedule, Reason::CatchUp, Reason::RunNow];
 const OUTCOMES: [&str; 3] = ["succeeded", "failed", "unknown"];
+/// How followed pipelines end: GitLab's final statuses, and `timed_out` for one still going at `follow_timeout`.
+const PIPELINE_ENDS: [&str; 6] = ["success", "failed", "canceled", "skipped", "manual", "timed_out"];
 
 pub struct Metrics {
     registry: Registry,
@@ -117,6 +119,9 @@ impl Metrics {
             if run.state == crate::run::RunState::Succeeded {
                 entry.last_success = Some(seconds(at));
             }
+            if let Some(pipeline) = run.pipeline.as_ref().filter(|p| p.status == "success") {
+                entry.last_pipeline_success = pipeline.finished_at.map(seconds);
+            }
         }
     }
 }
@@ -149,6 +154,7 @@ impl Listener for Metrics {
             Event::ClockOffset { seconds } => drop(self.clock_offset.set(*seconds)),
             Event::Store { up, .. } => drop(self.store_up.set(i64::from(*up))),
             Event::Woke { at } => drop(self.last_wake.set(seconds(*at))),
+            Event::PipelineEnded(ended) => self.schedules.pipeline_ended(ended),
             Event::Claimed { .. } | Event::Sending { .. } => {}
         }
     }
@@ -169,6 +175,9 @@ struct Stats {
     /// By reason, then outcome, in the order of `REASONS` and `OUTCOMES`.
     fires: [[u64; 3]; 3],
     missed: u64,
+    /// Followed pipelines, by how they ended, in the order of `PIPELINE_ENDS`.
+    pipelines: [u64; 6],
+    last_pipeline_success: Option<f64>,
 }
 
 /// The per-schedule series, rendered on each scrape.
@@ -226,6 +235,24 @@ impl PerSchedule {
         }
     }
 
+    fn pipeline_ended(&self, ended: &crate::events::PipelineEnded) {
+        let mut stats = self.lock();
+        let Some(entry) = stats.get_mut(ended.schedule.as_str()) else { return };
+        let pipeline = &ended.pipeline;
+        let end = match pipeline.followed {
+            Some(crate::run::Followed::Ended) => pipeline.status.as_str(),
+            Some(crate::run::Followed::TimedOut) => "timed_out",
+            _ => return,
+        };
+        if let Some(i) = PIPELINE_ENDS.iter().position(|e| *e == end) {
+            entry.pipelines[i] += 1;
+        }
+        if end == "success" {
+            let at = seconds(pipeline.finished_at.unwrap_or_else(Utc::now));
+            entry.last_pipeline_success = Some(entry.last_pipeline_success.map_or(at, |t| t.max(at)));
+        }
+    }
+
     fn missed(&self, schedule: &str, slots: usize) {
         if let Some(entry) = self.lock().get_mut(schedule) {
             entry.missed += slots as u64;
@@ -262,7 +289,7 @@ impl Collector for PerSchedule {
             ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
         }
 
-        let gauges: [(&str, &str, GaugeOf); 5] = [
+        let gauges: [(&str, &str, GaugeOf); 6] = [
             ("pipecron_schedule_next_fire_timestamp_seconds", "When the schedule fires next", |s, _| s.next),
             ("pipecron_schedule_last_fire_timestamp_seconds", "The slot of its last fire", |s, _| s.last_fire),
             ("pipecron_schedule_last_success_timestamp_seconds", "The slot of its last successful fire", |s, _| {
@@ -272,6 +299,11 @@ impl Collector for PerSchedule {
                 Some(if schedule.enabled { 0.0 } else { 1.0 })
             }),
             ("pipecron_schedule_period_seconds", "The time between its next two slots", |s, _| s.period),
+            (
+                "pipecron_schedule_last_pipeline_success_timestamp_seconds",
+                "When the last followed pipeline that passed finished (schedules with an api_token)",
+                |s, _| s.last_pipeline_success,
+            ),
         ];
         for (metric, help, value) in gauges {
             let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Gauge)?;
@@ -294,6 +326,19 @@ impl Collector for PerSchedule {
                         let labels = [("schedule", *name), ("reason", reason.as_str()), ("outcome", outcome)];
                         ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
                     }
+                }
+            }
+        }
+
+        let help = "Followed pipelines, by how they ended (schedules with an api_token)";
+        let mut family = encoder.encode_descriptor("pipecron_pipelines", help, None, MetricType::Counter)?;
+        for (name, stats, schedule) in &rows {
+            for (i, status) in PIPELINE_ENDS.iter().enumerate() {
+                // Success and failure always, for a schedule that is followed, so that the first is an increase.
+                let count = stats.pipelines[i];
+                if count > 0 || (schedule.api_token.is_some() && i < 2) {
+                    let labels = [("schedule", *name), ("status", status)];
+                    ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
                 }
             }
         }

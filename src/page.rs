@@ -698,7 +698,16 @@ fn pipeline_link(pipeline: &Pipeline) -> Markup {
             },
             None => span.mono { "#" (pipeline.id) },
         }
+        @if pipeline.followed.is_some() {
+            " " span.pipeline title=[pipeline.note.as_deref()] { (pipeline_status(pipeline)) }
+        }
     }
+}
+
+/// A followed pipeline's status as GitLab's badge says it (`passed 12m`), without its id.
+fn pipeline_status(pipeline: &Pipeline) -> String {
+    let badge = pipeline.badge();
+    badge.split_once(' ').map_or(badge.clone(), |(_, status)| status.to_string())
 }
 
 /// A schedule's page.
@@ -974,7 +983,7 @@ schedules:
     }
 
     fn with_pipeline(web_url: &str) -> Run {
-        let pipeline = Pipeline { id: 7, iid: Some(3), status: "created".into(), web_url: Some(web_url.into()) };
+        let pipeline = Pipeline::created(7, Some(3), "created", Some(web_url.into()));
         Run { http_status: Some(201), pipeline: Some(pipeline), ..run(RunState::Succeeded, "2026-11-23T23:30:00Z") }
     }
 

@@ -57,13 +57,119 @@ impl RunResult {
     }
 }
 
-/// The pipeline GitLab created.
+/// The pipeline GitLab created, and, when its schedule has an `api_token`, how it went on (see `crate::follow`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pipeline {
     pub id: u64,
     pub iid: Option<u64>,
+    /// GitLab's own word (`created`, `running`, `success`, …), as last seen.
     pub status: String,
     pub web_url: Option<String>,
+    /// When GitLab says it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How long its jobs ran, in seconds, as GitLab counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    /// Whether it is followed, and how that stands; `None`: its schedule has no `api_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub followed: Option<Followed>,
+    /// Why following stopped short (`refused`, `gone`), for a person to act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Pipeline {
+    /// A pipeline as the trigger's answer describes it, not yet followed.
+    pub fn created(id: u64, iid: Option<u64>, status: &str, web_url: Option<String>) -> Pipeline {
+        Pipeline {
+            id,
+            iid,
+            status: status.to_string(),
+            web_url,
+            finished_at: None,
+            duration: None,
+            followed: None,
+            note: None,
+        }
+    }
+
+    /// As GitLab's pipeline badge says it: `passed 12m`, `failed`, `running`; and `timed out` or `not followed:
+    /// …` when following stopped short.
+    pub fn badge(&self) -> String {
+        let word = match self.status.as_str() {
+            "success" => "passed",
+            "manual" => "manual, waiting for a person",
+            other => other,
+        };
+        let took = self.duration.filter(|_| is_final(&self.status)).map(|s| {
+            let d = std::time::Duration::from_secs(s);
+            format!(" {}", crate::status::span(d).split(' ').next().unwrap_or_default())
+        });
+        let stopped = match self.followed {
+            Some(Followed::TimedOut) => ", timed out following it",
+            Some(Followed::Refused) => ", cannot follow it",
+            Some(Followed::Gone) => ", gone from GitLab",
+            Some(Followed::Dropped) => ", no longer followed",
+            _ => "",
+        };
+        format!("#{} {word}{}{stopped}", self.id, took.unwrap_or_default())
+    }
+}
+
+/// How long after the trigger a followed pipeline is first asked about; each look after waits twice as long as
+/// the one before, up to `LONGEST_POLL`.
+pub const FIRST_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const LONGEST_POLL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// GitLab's final pipeline statuses: nothing changes after these. `manual` waits for a person, perhaps forever,
+/// and is treated as final too (`Followed::Ended`); any status GitLab adds later is taken as not final.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "success" | "failed" | "canceled" | "skipped" | "manual")
+}
+
+/// How following a pipeline stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Followed {
+    /// It is not final yet and is polled.
+    Following,
+    /// It reached a final status.
+    Ended,
+    /// It was still not final after `follow_timeout`.
+    TimedOut,
+    /// GitLab refused the `api_token` (401 or 403): no use asking again until the configuration changes.
+    Refused,
+    /// GitLab says the pipeline (or its project) does not exist, or the token cannot see it (404).
+    Gone,
+    /// Its schedule was removed, or lost its `api_token`.
+    Dropped,
+}
+
+impl Followed {
+    pub const ALL: [Followed; 6] = [
+        Followed::Following,
+        Followed::Ended,
+        Followed::TimedOut,
+        Followed::Refused,
+        Followed::Gone,
+        Followed::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Followed::Following => "following",
+            Followed::Ended => "ended",
+            Followed::TimedOut => "timed-out",
+            Followed::Refused => "refused",
+            Followed::Gone => "gone",
+            Followed::Dropped => "dropped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Followed> {
+        Followed::ALL.into_iter().find(|f| f.as_str() == text)
+    }
 }
 
 /// Where a run stands.

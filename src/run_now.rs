@@ -54,6 +54,8 @@ pub async fn claim_and_fire<S: RunStore, T: Trigger>(
         return Err(Error::AlreadyClaimed { schedule: schedule.name.to_string(), slot });
     }
     let result = trigger::fire(trigger, request, schedule.retries, Backoff::default(), on_retry).await;
+    // The daemon follows it, if one runs on this state.
+    let result = crate::scheduler::follow_if_asked(result, schedule);
     let recorded = store.finish(&schedule.name, slot, &result, &replica.id, Utc::now()).await?;
     Ok(Done { result, taken_over: !recorded })
 }

@@ -48,6 +48,24 @@ pub struct Schedule {
     pub allow_http: bool,
     /// How much of its history is kept.
     pub history: Retention,
+    /// The read-only API token its pipelines are followed with (`api_token`); `None`: they are not followed.
+    /// Boxed: most schedules have none, and 100,000 schedules each pay for the field.
+    pub api_token: Option<Box<ApiToken>>,
+}
+
+/// A GitLab token with the `read_api` scope, sent only as the `PRIVATE-TOKEN` header to the schedule's `gitlab`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub source: TokenSource,
+    /// `None` only when the configuration was loaded without resolving secrets.
+    pub secret: Option<Secret>,
+    /// How long a pipeline is followed before it is recorded `timed out` (`follow_timeout`).
+    pub follow_timeout: Duration,
+}
+
+impl ApiToken {
+    /// A day: a nightly pipeline that has not ended by the next night is stuck.
+    pub const DEFAULT_FOLLOW_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// A schedule's variables in name order, each name once.

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use pipecron::store::{Replica, RunState, RunStore, StateLocation, Store, StoreError};
+use pipecron::run::Followed;
+use pipecron::store::{Follows, Look, Replica, RunState, RunStore, StateLocation, Store, StoreError};
 use pipecron::trigger::{Ending, Pipeline, Reason, RunResult};
 
 use common::pg::TempDatabase;
@@ -79,7 +80,7 @@ fn created(id: u64) -> RunResult {
         ending: Ending::Succeeded,
         attempts: 1,
         http_status: Some(201),
-        pipeline: Some(Pipeline { id, iid: Some(1), status: "created".into(), web_url: Some("https://x/p".into()) }),
+        pipeline: Some(Pipeline::created(id, Some(1), "created", Some("https://x/p".into()))),
         error: None,
         retries_exhausted: false,
     }
@@ -402,6 +403,75 @@ async fn the_cap_finds_the_run_past_the_newest_n(kind: Kind) {
     assert_eq!(store.nth_newest("none", 0).await.expect("reads"), None);
 }
 
+fn followed(id: u64) -> RunResult {
+    let mut result = created(id);
+    if let Some(pipeline) = result.pipeline.as_mut() {
+        pipeline.followed = Some(Followed::Following);
+    }
+    result
+}
+
+fn look(status: &str, followed: Followed, next: Option<DateTime<Utc>>, at: DateTime<Utc>) -> Look {
+    Look { status: Some(status.into()), finished_at: None, duration: None, followed, note: None, next, polls: 1, at }
+}
+
+/// A followed pipeline is first due 10 s after its trigger, is taken by one replica at a time, and its looks are
+/// written back only by the one that holds it; an unfollowed one is never taken.
+async fn a_followed_pipeline_is_taken_by_one_replica_at_a_time(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let store = fixture.open().await;
+    let t0 = at(0);
+    assert!(store.claim("nightly", t0, Reason::Schedule, "a:1:0", t0).await.expect("claims"));
+    assert!(store.finish("nightly", t0, &followed(1001), "a:1:0", t0).await.expect("finishes"));
+    fired(&store, "unfollowed", t0, Reason::Schedule).await;
+    let due = t0 + chrono::Duration::seconds(10);
+    assert_eq!(store.next_follow().await.expect("reads"), Some(due));
+    assert!(store.take_follows(due - chrono::Duration::seconds(1), HOLD, 10).await.expect("takes").is_empty());
+
+    let mut replicas = Vec::new();
+    for _ in 0..4 {
+        replicas.push(fixture.open().await);
+    }
+    let takes: Vec<_> = replicas
+        .into_iter()
+        .map(|replica| tokio::spawn(async move { replica.take_follows(due, HOLD, 10).await.expect("takes") }))
+        .collect();
+    let mut taken = Vec::new();
+    for take in takes {
+        taken.extend(take.await.expect("joins"));
+    }
+    assert_eq!(taken.len(), 1, "one replica takes it: {taken:?}");
+    let first = taken.remove(0);
+    assert_eq!((first.schedule.as_str(), first.slot, first.pipeline, first.triggered), ("nightly", t0, 1001, t0));
+    assert_eq!(store.next_follow().await.expect("reads"), Some(due + chrono::Duration::from_std(HOLD).expect("fits")));
+
+    // Its holder died; once the hold passes another replica takes it, and the first one's look is refused.
+    let later = due + chrono::Duration::from_std(HOLD).expect("fits");
+    let second = store.take_follows(later, HOLD, 10).await.expect("takes").pop().expect("taken again");
+    let stale = look("running", Followed::Following, Some(later), later);
+    assert!(!store.record_look(&first, &stale).await.expect("answers"), "the first hold has passed");
+    let next = later + chrono::Duration::seconds(20);
+    assert!(store.record_look(&second, &look("running", Followed::Following, Some(next), later)).await.expect("records"));
+    assert_eq!(store.next_follow().await.expect("reads"), Some(next));
+    assert_eq!(run_of(&store, "nightly", t0).await.pipeline.expect("a pipeline").status, "running");
+
+    let third = store.take_follows(next, HOLD, 10).await.expect("takes").pop().expect("due again");
+    assert_eq!(third.polls, 1);
+    let finished = Utc.with_ymd_and_hms(2026, 11, 24, 12, 12, 0).single().expect("valid");
+    let ended = Look { finished_at: Some(finished), duration: Some(700), ..look("success", Followed::Ended, None, next) };
+    assert!(store.record_look(&third, &ended).await.expect("records"));
+    assert_eq!(store.next_follow().await.expect("reads"), None, "nothing is followed any more");
+    let pipeline = run_of(&store, "nightly", t0).await.pipeline.expect("a pipeline");
+    assert_eq!(
+        (pipeline.status.as_str(), pipeline.followed, pipeline.duration, pipeline.finished_at),
+        ("success", Some(Followed::Ended), Some(700), Some(finished))
+    );
+    assert_eq!(pipeline.badge(), "#1001 passed 11m");
+    assert_eq!(run_of(&store, "unfollowed", t0).await.pipeline.expect("a pipeline").followed, None);
+}
+
+const HOLD: Duration = Duration::from_secs(120);
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -437,6 +507,7 @@ conformance!(
     pruning_deletes_old_finished_runs_in_batches_and_keeps_the_newest,
     the_cap_finds_the_run_past_the_newest_n,
     the_queries_of_a_long_history_use_an_index,
+    a_followed_pipeline_is_taken_by_one_replica_at_a_time,
 );
 
 /// Each query `status`, `history`, catch-up and retention make reads through an index (`EXPLAIN QUERY PLAN` on

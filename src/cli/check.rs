@@ -36,6 +36,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     if paused > 0 {
         summary.push_str(&format!(", {paused} paused"));
     }
+    let followed = loaded.schedules.iter().filter(|s| s.api_token.is_some()).count();
+    if followed > 0 {
+        summary.push_str(&format!(", {followed} following their pipelines"));
+    }
     if warnings > 0 {
         summary.push_str(&format!(", {}", plural(warnings, "warning")));
     }
@@ -66,7 +70,21 @@ fn row(schedule: &Schedule, now: DateTime<Utc>) -> [String; 4] {
         (true, Some(next)) => format!("next {}", next.to_rfc3339_opts(SecondsFormat::Secs, false)),
         (true, None) => "never".to_string(),
     };
+    let next = match &schedule.api_token {
+        Some(token) => format!("{next}, follows its pipelines (api_token {})", token_shown(token)),
+        None => next,
+    };
     [schedule.name.to_string(), schedule.cron.source().to_string(), schedule.timezone.name().to_string(), next]
+}
+
+/// An `api_token` as it may be shown: masked, or where it comes from when secrets were not read.
+fn token_shown(token: &crate::schedule::ApiToken) -> String {
+    match (&token.secret, &token.source) {
+        (Some(secret), _) => secret.masked(),
+        (None, crate::schedule::TokenSource::Env(vars)) => format!("${{{}}}", vars.join("}${")),
+        (None, crate::schedule::TokenSource::File(path)) => path.display().to_string(),
+        (None, crate::schedule::TokenSource::Inline) => "inline".into(),
+    }
 }
 
 fn plural(n: usize, noun: &str) -> String {

@@ -47,13 +47,21 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
             run.state.as_str().into(),
             run.attempts.to_string(),
             run.http_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-            run.pipeline.as_ref().map(|p| p.id.to_string()).unwrap_or_else(|| "-".into()),
+            run.pipeline.as_ref().map(pipeline).unwrap_or_else(|| "-".into()),
             run.owner.as_deref().map(owner_name).unwrap_or("-").to_string(),
             detail(run),
         ]
     }));
     write!(out, "{}", format::table(&rows))?;
     Ok(())
+}
+
+/// The pipeline's id and, when it is followed, its status as GitLab's badge says it: `1001 passed 12m`.
+fn pipeline(pipeline: &crate::run::Pipeline) -> String {
+    match pipeline.followed {
+        Some(_) => pipeline.badge().trim_start_matches('#').to_string(),
+        None => pipeline.id.to_string(),
+    }
 }
 
 /// The pipeline's URL, or the error.

@@ -28,6 +28,10 @@ pub struct Args {
     /// start-up log names the address bound.
     #[arg(long, env = "PIPECRON_LISTEN", default_value = "127.0.0.1:8466", value_name = "ADDR|off", value_parser = parse_listen)]
     listen: Listen,
+    /// At most this many requests a second to each GitLab host's API, when following pipelines (schedules with an
+    /// `api_token`).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    api_rate: u32,
     /// Log format: human-readable text, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -57,6 +61,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
         listen: args.listen.0,
         dry_run: args.dry_run,
         admin_token: admin_token.map(|t| crate::secret::Secret::new(t.trim().to_string())),
+        api_rate: std::num::NonZeroU32::new(args.api_rate).unwrap_or(std::num::NonZeroU32::MIN),
     };
     daemon::run(config).await.map_err(|error| match error {
         daemon::Error::InvalidConfig { errors } => Error::InvalidConfig { errors },

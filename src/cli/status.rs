@@ -93,7 +93,12 @@ fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {
     let last_run = match last {
         None => "never".to_string(),
         Some(run) => {
-            let pipeline = run.pipeline.as_ref().map(|p| format!(" #{}", p.id)).unwrap_or_default();
+            // A followed pipeline as GitLab's badge says it: `#1001 passed 12m`.
+            let pipeline = run
+                .pipeline
+                .as_ref()
+                .map(|p| if p.followed.is_some() { format!(" {}", p.badge()) } else { format!(" #{}", p.id) })
+                .unwrap_or_default();
             format!("{} {}{pipeline}", format::ago(run.slot, now), run.state.as_str())
         }
     };

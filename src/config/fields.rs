@@ -20,7 +20,7 @@ use crate::schedule::{Api, Project, TokenSource};
 use crate::secret::{FileError, Secret};
 
 /// Every key a schedule may have. `defaults` may have all of them but `cron`.
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 23] = [
     "cron",
     "timezone",
     "gitlab",
@@ -41,6 +41,9 @@ pub const KEYS: [&str; 20] = [
     "allow_http",
     "history_retention",
     "history_max_runs",
+    "api_token",
+    "api_token_file",
+    "follow_timeout",
 ];
 
 /// The prefix of the variables pipecron adds to every trigger.
@@ -120,6 +123,8 @@ pub struct Fields {
     pub allow_http: Option<At<bool>>,
     pub history_retention: Option<At<Duration>>,
     pub history_max_runs: Option<At<u64>>,
+    pub api_credential: Option<At<Credential>>,
+    pub follow_timeout: Option<At<Duration>>,
 }
 
 impl Fields {
@@ -155,6 +160,8 @@ impl Fields {
             history_max_runs: or(self.history_max_runs, &defaults.history_max_runs),
             ca_file: or(self.ca_file, &defaults.ca_file),
             allow_http: or(self.allow_http, &defaults.allow_http),
+            api_credential: or(self.api_credential, &defaults.api_credential),
+            follow_timeout: or(self.follow_timeout, &defaults.follow_timeout),
         }
     }
 }
@@ -180,12 +187,11 @@ impl Reader<'_> {
                 rep.error(node.pos, Some(name), message);
             }
         }
-        if let (Some(token), Some(file)) =
-            (entries.iter().find(|(k, _)| k.name == "token"), entries.iter().find(|(k, _)| k.name == "token_file"))
-        {
-            let later = if token.0.pos.line > file.0.pos.line { &token.0 } else { &file.0 };
-            rep.error(later.pos, Some(&later.name), "set either token or token_file, not both");
+        if both(entries, "token", "token_file", rep) {
             fields.credential = None;
+        }
+        if both(entries, "api_token", "api_token_file", rep) {
+            fields.api_credential = None;
         }
         fields
     }
@@ -195,8 +201,19 @@ impl Reader<'_> {
             "cron" => f.cron = at(node.pos, cron_text(node)?.to_string()),
             "timezone" => f.timezone = at(node.pos, timezone(text(node)?)?),
             "gitlab" => f.gitlab = at(node.pos, self.gitlab(node)?),
-            "token" => f.credential = at(node.pos, self.token(node, rep)?),
-            "token_file" => f.credential = at(node.pos, self.token_file(node)?),
+            "token" => f.credential = at(node.pos, self.token(node, "token", rep)?),
+            "token_file" => f.credential = at(node.pos, self.token_file(node, "token_file")?),
+            "api_token" => f.api_credential = at(node.pos, api_token(self.token(node, "api_token", rep)?)?),
+            "api_token_file" => {
+                f.api_credential = at(node.pos, api_token(self.token_file(node, "api_token_file")?)?)
+            }
+            "follow_timeout" => match duration(node)? {
+                Duration::ZERO => return Err("a follow_timeout of 0 would give up at once; use e.g. 24h".into()),
+                timeout if timeout > MAX_CATCH_UP => {
+                    return Err("a follow_timeout longer than a year is not useful; use at most 366d".into());
+                }
+                timeout => f.follow_timeout = at(node.pos, timeout),
+            },
             "project" => f.project = at(node.pos, self.project(node)?),
             "ref" => f.git_ref = at(node.pos, self.git_ref(node)?),
             "variables" => {
@@ -289,14 +306,17 @@ impl Reader<'_> {
         gitlab_url(&found.text).map(|url| Some(Arc::new(url)))
     }
 
-    fn token(&self, node: &Node, rep: &mut Reporter) -> Result<Credential, String> {
+    /// `token` or `api_token`, as `key` says.
+    fn token(&self, node: &Node, key: &'static str, rep: &mut Reporter) -> Result<Credential, String> {
         let found = self.interpolated(node, MAX_TEXT, "a token")?;
         if found.vars.is_empty() {
             rep.warning(
                 node.pos,
-                Some("token"),
-                "the token is written in plain text in this file; keep it out of git: write token: ${VAR} and set \
-                 VAR in the environment, or use token_file",
+                Some(key),
+                format!(
+                    "the token is written in plain text in this file; keep it out of git: write {key}: ${{VAR}} and \
+                     set VAR in the environment, or use {key}_file"
+                ),
             );
         }
         let source = match found.vars.is_empty() {
@@ -310,12 +330,13 @@ impl Reader<'_> {
         Ok(Credential { source, secret: secret.map(Secret::new) })
     }
 
-    fn token_file(&self, node: &Node) -> Result<Credential, String> {
+    /// `token_file` or `api_token_file`, as `key` says.
+    fn token_file(&self, node: &Node, key: &str) -> Result<Credential, String> {
         let found = self.interpolated(node, MAX_PATH, "a path")?;
         let path = self.dir.join(&found.text);
         let secret = match self.env {
             None => None,
-            Some(_) => Some(read_token_file(&path)?),
+            Some(_) => Some(read_token_file(&path, key)?),
         };
         Ok(Credential { source: TokenSource::File(path.into()), secret })
     }
@@ -669,24 +690,46 @@ fn variable_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether both keys of a pair that say the same thing (`token` and `token_file`) are written; an error if so.
+fn both(entries: &[(super::yaml::Key, Node)], one: &str, other: &str, rep: &mut Reporter) -> bool {
+    let find = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(k, _)| k);
+    let (Some(first), Some(second)) = (find(one), find(other)) else { return false };
+    let later = if first.pos.line > second.pos.line { first } else { second };
+    rep.error(later.pos, Some(&later.name), format!("set either {one} or {other}, not both"));
+    true
+}
+
+/// An `api_token` must be one that can read the API: a trigger token cannot, and GitLab would answer 401 to every
+/// look, so say so now.
+fn api_token(credential: Credential) -> Result<Credential, String> {
+    match credential.secret.as_ref().map(|s| s.expose().starts_with("glptt-")) {
+        Some(true) => Err(format!(
+            "this is a trigger token ({}), which can only create pipelines; following them needs a personal, \
+             project or group access token with the read_api scope",
+            credential.secret.as_ref().map(Secret::masked).unwrap_or_default()
+        )),
+        _ => Ok(credential),
+    }
+}
+
 /// Reads the token from a regular file of at most 64 KiB. Nothing of the file's content is ever put in an error.
-fn read_token_file(path: &Path) -> Result<Secret, String> {
+fn read_token_file(path: &Path, key: &str) -> Result<Secret, String> {
     let shown = clip(&path.display().to_string());
     let bytes = crate::secret::read_file(path, crate::secret::MAX_TOKEN_FILE).map_err(|e| match e {
-        FileError::Io(reason) => format!("cannot read token_file '{shown}': {reason}"),
+        FileError::Io(reason) => format!("cannot read {key} '{shown}': {reason}"),
         FileError::NotAFile(_) => {
-            format!("token_file '{shown}' {e}; point it at a file that holds only the token")
+            format!("{key} '{shown}' {e}; point it at a file that holds only the token")
         }
         FileError::TooLarge { .. } => {
-            format!("token_file '{shown}' {e}; it should hold only the token, one short line")
+            format!("{key} '{shown}' {e}; it should hold only the token, one short line")
         }
     })?;
     let text = std::str::from_utf8(&bytes)
-        .map_err(|_| format!("token_file '{shown}' is not text (not UTF-8); it should hold only the token"))?;
+        .map_err(|_| format!("{key} '{shown}' is not text (not UTF-8); it should hold only the token"))?;
     match text.trim() {
-        "" => Err(format!("token_file '{shown}' is empty")),
+        "" => Err(format!("{key} '{shown}' is empty")),
         token if token.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(format!(
-            "token_file '{shown}' holds more than one word or line; it should hold only the token (surrounding \
+            "{key} '{shown}' holds more than one word or line; it should hold only the token (surrounding \
              whitespace and the final newline are trimmed)"
         )),
         token => Ok(Secret::new(token.to_string())),

@@ -430,6 +430,22 @@ mod resolve {
                 format!("{} inputs, but GitLab accepts at most {MAX_INPUTS} per pipeline", f.inputs.len()),
             );
         }
+        if let (Some(timeout), None) = (&f.follow_timeout, &f.api_credential) {
+            rep.warning(
+                timeout.pos,
+                Some("follow_timeout"),
+                "has no effect without api_token: pipelines are followed only with a token that can read them",
+            );
+        }
+        let api_token = f.api_credential.map(|credential| {
+            Box::new(crate::schedule::ApiToken {
+                source: credential.value.source,
+                secret: credential.value.secret,
+                follow_timeout: f
+                    .follow_timeout
+                    .map_or(crate::schedule::ApiToken::DEFAULT_FOLLOW_TIMEOUT, |a| a.value),
+            })
+        });
         let (Some(cron), Some(gitlab), Some(credential), Some(project), Some(git_ref), false) =
             (cron, f.gitlab, f.credential, f.project, f.git_ref, too_many_variables)
         else {
@@ -461,6 +477,7 @@ mod resolve {
             },
             ca_file: f.ca_file.map(|a| a.value.into()),
             allow_http,
+            api_token,
         })
     }
 

@@ -139,6 +139,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
             }
             Err(error) => RunResult::unanswered(Ending::Failed, Some(error.to_string())),
         };
+        let result = follow_if_asked(result, &schedule);
         // The place is held until the result is recorded: at most `concurrency` rows are ever `sending`, so a
         // crash leaves at most that many `unknown`.
         match stored {
@@ -245,6 +246,17 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
             wait = (wait * 2).min(STORE_RETRY_CAP);
         }
     }
+}
+
+/// The pipeline a fire created, marked to be followed if its schedule has an `api_token` (see `crate::follow`).
+pub fn follow_if_asked(mut result: RunResult, schedule: &Schedule) -> RunResult {
+    if let Some(pipeline) = result.pipeline.as_mut()
+        && schedule.api_token.is_some()
+        && result.ending == Ending::Succeeded
+    {
+        pipeline.followed = Some(crate::run::Followed::Following);
+    }
+    result
 }
 
 /// The trigger, timed: each answer is an event, for the request-duration histogram.

@@ -28,7 +28,7 @@ impl Trigger for Recorder {
         if self.hang {
             std::future::pending::<()>().await;
         }
-        Attempt::Created(Pipeline { id, iid: None, status: "created".into(), web_url: None })
+        Attempt::Created(Pipeline::created(id, None, "created", None))
     }
 }
 

@@ -8,6 +8,7 @@
 //! rows were provably never sent and are fired again, `sending` rows may have reached GitLab and become `unknown`.
 //! No token is ever stored.
 
+mod follows;
 mod location;
 mod postgres;
 mod postgres_tls;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+pub use follows::{Follow, Follows, Look};
 pub use location::StateLocation;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -417,6 +419,12 @@ fn millis(t: DateTime<Utc>) -> i64 {
 
 fn instant(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// When a pipeline recorded at `now` is first polled: for one being followed, `FIRST_POLL` later; else never.
+fn first_poll(pipeline: Option<&crate::run::Pipeline>, now: DateTime<Utc>) -> Option<i64> {
+    let following = pipeline.and_then(|p| p.followed) == Some(crate::run::Followed::Following);
+    following.then(|| millis(now) + lease_millis(crate::run::FIRST_POLL))
 }
 
 fn lease_millis(lease: Duration) -> i64 {

@@ -18,9 +18,9 @@ use super::location::{PostgresUrl, SslMode};
 use super::schema::{self, COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
 use super::{
     Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
-    lease_millis, millis,
+    first_poll, lease_millis, millis,
 };
-use crate::run::{Pipeline, Reason, RunResult};
+use crate::run::{Followed, Pipeline, Reason, RunResult};
 
 /// The database's clock, in milliseconds since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -120,7 +120,7 @@ impl PostgresStore {
         steps.await.map_err(|e| self.error(e))
     }
 
-    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    pub(super) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
         // A connection the pool still holds may have died with a restart of the server: the first use finds out,
         // and one more try on a fresh connection tells a dead connection from a dead server.
         for _ in 0..2 {
@@ -140,7 +140,7 @@ impl PostgresStore {
     }
 
     /// Runs an INSERT, UPDATE or DELETE through `query`, with its retry, and counts the rows it touched.
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+    pub(super) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let sql = format!("WITH done AS ({sql} RETURNING 1) SELECT COUNT(*) FROM done");
         let rows = self.query(&sql, params).await?;
         Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
@@ -180,11 +180,13 @@ impl PostgresStore {
             .query(
                 "UPDATE runs r SET state = k.state, attempts = k.attempts, finished_at = k.finished_at,
                         http_status = k.http_status, pipeline_id = k.pipeline_id, pipeline_iid = k.pipeline_iid,
-                        pipeline_status = k.pipeline_status, web_url = k.web_url, error = k.error
+                        pipeline_status = k.pipeline_status, web_url = k.web_url, error = k.error,
+                        followed = k.followed, follow_at = k.follow_at
                  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[],
-                             $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[])
+                             $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[],
+                             $14::bigint[])
                       AS k(schedule, slot, owner, state, attempts, finished_at, http_status, pipeline_id,
-                           pipeline_iid, pipeline_status, web_url, error)
+                           pipeline_iid, pipeline_status, web_url, error, followed, follow_at)
                  WHERE r.schedule = k.schedule AND r.slot = k.slot AND r.owner = k.owner
                    AND r.state IN ('claimed', 'sending')
                  RETURNING r.schedule, r.slot",
@@ -201,6 +203,8 @@ impl PostgresStore {
                     &c.pipeline.status,
                     &c.pipeline.web_url,
                     &c.error,
+                    &c.pipeline.followed,
+                    &c.pipeline.follow_at,
                 ],
             )
             .await?;
@@ -279,14 +283,25 @@ struct PipelineColumns {
     iid: Vec<Option<i64>>,
     status: Vec<Option<String>>,
     web_url: Vec<Option<String>>,
+    finished_at: Vec<Option<i64>>,
+    duration: Vec<Option<i64>>,
+    followed: Vec<Option<&'static str>>,
+    note: Vec<Option<String>>,
+    follow_at: Vec<Option<i64>>,
 }
 
 impl PipelineColumns {
-    fn push(&mut self, pipeline: Option<&Pipeline>) {
+    /// A pipeline recorded at `now`.
+    fn push(&mut self, pipeline: Option<&Pipeline>, now: DateTime<Utc>) {
         self.id.push(pipeline.map(|p| p.id as i64));
         self.iid.push(pipeline.and_then(|p| p.iid).map(|i| i as i64));
         self.status.push(pipeline.map(|p| storable(&p.status)));
         self.web_url.push(pipeline.and_then(|p| p.web_url.as_deref().map(storable)));
+        self.finished_at.push(pipeline.and_then(|p| p.finished_at).map(millis));
+        self.duration.push(pipeline.and_then(|p| p.duration).map(|d| d as i64));
+        self.followed.push(pipeline.and_then(|p| p.followed).map(Followed::as_str));
+        self.note.push(pipeline.and_then(|p| p.note.as_deref().map(storable)));
+        self.follow_at.push(first_poll(pipeline, now));
     }
 }
 
@@ -299,7 +314,7 @@ impl FinishColumns {
         self.attempts.push(i32::try_from(result.attempts).unwrap_or(i32::MAX));
         self.finished_at.push(millis(*now));
         self.http_status.push(result.http_status.map(i32::from));
-        self.pipeline.push(result.pipeline.as_ref());
+        self.pipeline.push(result.pipeline.as_ref(), *now);
         self.error.push(result.error.as_deref().map(storable));
     }
 }
@@ -332,6 +347,10 @@ fn read_run(row: &Row) -> Result<Run, StoreError> {
         web_url: column(row, 11, &at)?,
         error: column(row, 12, &at)?,
         owner: column(row, 13, &at)?,
+        pipeline_finished_at: column(row, 14, &at)?,
+        pipeline_duration: column(row, 15, &at)?,
+        followed: column(row, 16, &at)?,
+        follow_note: column(row, 17, &at)?,
         schedule,
     };
     stored.read().map_err(StoreError::Query)
@@ -572,10 +591,11 @@ impl RunStore for PostgresStore {
         let inserted = self
             .execute(
                 &format!(
-                    "INSERT INTO runs ({COLUMNS})
+                    "INSERT INTO runs ({COLUMNS}, follow_at)
                      SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::bigint[],
                                           $7::bigint[], $8::int[], $9::bigint[], $10::bigint[], $11::text[],
-                                          $12::text[], $13::text[], $14::text[])
+                                          $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
+                                          $17::text[], $18::text[], $19::bigint[])
                      ON CONFLICT DO NOTHING"
                 ),
                 &[
@@ -593,6 +613,11 @@ impl RunStore for PostgresStore {
                     &c.pipeline.web_url,
                     &c.error,
                     &c.owner,
+                    &c.pipeline.finished_at,
+                    &c.pipeline.duration,
+                    &c.pipeline.followed,
+                    &c.pipeline.note,
+                    &c.pipeline.follow_at,
                 ],
             )
             .await?;
@@ -631,7 +656,7 @@ impl ImportColumns {
         self.started_at.push(run.started_at.map(millis));
         self.finished_at.push(run.finished_at.map(millis));
         self.http_status.push(run.http_status.map(i32::from));
-        self.pipeline.push(run.pipeline.as_ref());
+        self.pipeline.push(run.pipeline.as_ref(), Utc::now());
         self.error.push(run.error.as_deref().map(storable));
         self.owner.push(run.owner.clone());
     }

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::run::{Pipeline, Reason, RunState};
+use crate::run::{Followed, Pipeline, Reason, RunState};
 
 pub const MIGRATIONS: &[&str] = &[
     "CREATE TABLE runs (
@@ -47,11 +47,23 @@ pub const MIGRATIONS: &[&str] = &[
     // indexed, the 100,000 schedules of one slot were sorted at every read.
     "DROP INDEX runs_by_slot;
     CREATE INDEX runs_by_slot ON runs (slot, schedule);",
+    // Following pipelines to their end: how the pipeline ended, and when it is next asked about. `follow_at` is
+    // also a lease: a replica that takes a pipeline to poll pushes it ahead, and writes back only while it is still
+    // the value it set, so that one replica at a time polls each pipeline and a dead one's are taken up again.
+    "ALTER TABLE runs ADD COLUMN pipeline_finished_at BIGINT;
+    ALTER TABLE runs ADD COLUMN pipeline_duration BIGINT;
+    ALTER TABLE runs ADD COLUMN followed TEXT;
+    ALTER TABLE runs ADD COLUMN follow_note TEXT;
+    ALTER TABLE runs ADD COLUMN follow_at BIGINT;
+    ALTER TABLE runs ADD COLUMN follow_polls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN polled_at BIGINT;
+    CREATE INDEX runs_following ON runs (follow_at) WHERE follow_at IS NOT NULL;",
 ];
 
 /// The columns of a run, in the order `Run` is read.
 pub const COLUMNS: &str = "schedule, slot, reason, state, attempts, started_at, finished_at, http_status, \
-                           pipeline_id, pipeline_iid, pipeline_status, web_url, error, owner";
+                           pipeline_id, pipeline_iid, pipeline_status, web_url, error, owner, \
+                           pipeline_finished_at, pipeline_duration, followed, follow_note";
 
 /// The names of the schedules in the history, each found by one seek in the primary key (a "loose index scan"):
 /// `GROUP BY schedule` would read every row, and a history holds millions.
@@ -119,6 +131,8 @@ pub fn hot_queries() -> Vec<(&'static str, String, &'static [&'static str])> {
         ("migrate-state: a batch", export(), &[SLOT, NAME, LIMIT]),
         ("retention: the cap", NTH_NEWEST.to_string(), &[NAME, LIMIT]),
         ("retention: pruning", PRUNE.to_string(), &[NAME, SLOT, LIMIT]),
+        ("follow: the pipelines due", super::follows::PICK.to_string(), &[SLOT, LIMIT]),
+        ("follow: the next due", super::follows::NEXT.to_string(), &[]),
     ]
 }
 
@@ -156,6 +170,10 @@ pub struct StoredRun {
     pub web_url: Option<String>,
     pub error: Option<String>,
     pub owner: Option<String>,
+    pub pipeline_finished_at: Option<i64>,
+    pub pipeline_duration: Option<i64>,
+    pub followed: Option<String>,
+    pub follow_note: Option<String>,
 }
 
 impl StoredRun {
@@ -184,12 +202,23 @@ impl StoredRun {
                 .map(|s| u16::try_from(s).map_err(|_| format!("{at} has http_status {s}, which is not an HTTP status")))
                 .transpose()?,
             // Stored `as i64` and read back `as u64`: the same id, whatever its size.
-            pipeline: self.pipeline_id.map(|id| Pipeline {
-                id: id as u64,
-                iid: self.pipeline_iid.map(|i| i as u64),
-                status: self.pipeline_status.unwrap_or_default(),
-                web_url: self.web_url,
-            }),
+            pipeline: match self.pipeline_id {
+                None => None,
+                Some(id) => Some(Pipeline {
+                    id: id as u64,
+                    iid: self.pipeline_iid.map(|i| i as u64),
+                    status: self.pipeline_status.unwrap_or_default(),
+                    web_url: self.web_url,
+                    finished_at: self.pipeline_finished_at.map(|ms| time(ms, 14, &at)).transpose()?,
+                    duration: self.pipeline_duration.and_then(|s| u64::try_from(s).ok()),
+                    followed: self
+                        .followed
+                        .as_deref()
+                        .map(|f| Followed::parse(f).ok_or_else(|| known(16, f)))
+                        .transpose()?,
+                    note: self.follow_note,
+                }),
+            },
             error: self.error,
             owner: self.owner,
             schedule: self.schedule,

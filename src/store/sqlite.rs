@@ -17,9 +17,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::schema::{self, COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
 use super::{
     Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
-    lease_millis, millis,
+    first_poll, lease_millis, millis,
 };
-use crate::run::{Reason, RunResult};
+use crate::run::{Followed, Reason, RunResult};
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -61,7 +61,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` on the blocking pool with the connection.
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -178,6 +178,10 @@ fn read_run(row: &rusqlite::Row) -> rusqlite::Result<Run> {
         web_url: column(row, 11, &at)?,
         error: column(row, 12, &at)?,
         owner: column(row, 13, &at)?,
+        pipeline_finished_at: column(row, 14, &at)?,
+        pipeline_duration: column(row, 15, &at)?,
+        followed: column(row, 16, &at)?,
+        follow_note: column(row, 17, &at)?,
         schedule,
     };
     stored.read().map_err(|message| unreadable(0, message))
@@ -262,10 +266,12 @@ fn finish_many(c: &mut Connection, batch: &[Finish]) -> rusqlite::Result<Vec<boo
     let transaction = c.transaction()?;
     let mut recorded = Vec::with_capacity(batch.len());
     {
+        // SQLite numbers `$N` parameters in the order they first appear, whatever N says: keep them in order.
         let mut statement = transaction.prepare_cached(
             "UPDATE runs SET state = $1, attempts = $2, finished_at = $3, http_status = $4, pipeline_id = $5,
-                    pipeline_iid = $6, pipeline_status = $7, web_url = $8, error = $9
-             WHERE schedule = $10 AND slot = $11 AND owner = $12 AND state IN ('claimed', 'sending')",
+                    pipeline_iid = $6, pipeline_status = $7, web_url = $8, error = $9, followed = $10,
+                    follow_at = $11
+             WHERE schedule = $12 AND slot = $13 AND owner = $14 AND state IN ('claimed', 'sending')",
         )?;
         for Finish { key: (schedule, slot), result, owner, now } in batch {
             let pipeline = result.pipeline.as_ref();
@@ -279,6 +285,8 @@ fn finish_many(c: &mut Connection, batch: &[Finish]) -> rusqlite::Result<Vec<boo
                 pipeline.map(|p| p.status.clone()),
                 pipeline.and_then(|p| p.web_url.clone()),
                 result.error,
+                pipeline.and_then(|p| p.followed).map(Followed::as_str),
+                first_poll(pipeline, *now),
                 schedule,
                 millis(*slot),
                 owner,
@@ -388,7 +396,8 @@ fn import(c: &mut Connection, runs: &[Run]) -> rusqlite::Result<usize> {
     let mut inserted = 0;
     {
         let mut statement = transaction.prepare_cached(&format!(
-            "INSERT INTO runs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            "INSERT INTO runs ({COLUMNS}, follow_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
              ON CONFLICT DO NOTHING"
         ))?;
         for run in runs {
@@ -408,6 +417,11 @@ fn import(c: &mut Connection, runs: &[Run]) -> rusqlite::Result<usize> {
                 pipeline.and_then(|p| p.web_url.clone()),
                 run.error,
                 run.owner,
+                pipeline.and_then(|p| p.finished_at).map(millis),
+                pipeline.and_then(|p| p.duration).map(|d| d as i64),
+                pipeline.and_then(|p| p.followed).map(Followed::as_str),
+                pipeline.and_then(|p| p.note.clone()),
+                first_poll(pipeline, Utc::now()),
             ])?;
         }
     }

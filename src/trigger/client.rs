@@ -49,7 +49,12 @@ impl GitlabClient {
         Ok(())
     }
 
-    fn client_for(&self, ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    /// The client for requests with this `ca_file` and `timeout`, built on first use.
+    pub(crate) fn client_for(
+        &self,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<reqwest::Client, ClientError> {
         let key = (ca_file.map(Path::to_path_buf), timeout);
         let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(client) = clients.get(&key) {
@@ -108,7 +113,7 @@ impl Trigger for GitlabClient {
         let (retry_after, location) = (header(reqwest::header::RETRY_AFTER), header(reqwest::header::LOCATION));
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let limit = if status == 201 { PIPELINE_LIMIT } else { READ_LIMIT };
-        let (body, cut) = read_body(&mut response, limit, request).await;
+        let (body, cut) = read_body(&mut response, limit, request.timeout).await;
         let answer = Answer {
             status,
             retry_after: retry_after.as_deref(),
@@ -124,7 +129,7 @@ impl Trigger for GitlabClient {
 /// Reads at most `limit` bytes of the body, chunk by chunk as they arrive, and says what was not read. Whatever
 /// GitLab (or anything posing as it) sends, no more than `limit` and one chunk are held. Dropping the response
 /// then closes its connection, rather than reading the rest to keep it alive.
-async fn read_body(response: &mut reqwest::Response, limit: usize, request: &TriggerRequest) -> (Vec<u8>, Option<Cut>) {
+pub(crate) async fn read_body(response: &mut reqwest::Response, limit: usize, timeout: Duration) -> (Vec<u8>, Option<Cut>) {
     let length = response.content_length();
     let mut body = Vec::with_capacity(length.map_or(0, |l| l.min(limit as u64) as usize).min(READ_LIMIT));
     loop {
@@ -140,7 +145,7 @@ async fn read_body(response: &mut reqwest::Response, limit: usize, request: &Tri
             Ok(None) => return (body, None),
             Err(error) => {
                 let why = match error.is_timeout() {
-                    true => format!("the timeout ({:?}) passed", request.timeout),
+                    true => format!("the timeout ({timeout:?}) passed"),
                     false => root_cause(&error),
                 };
                 let read = body.len();
@@ -185,7 +190,7 @@ fn connect_hint(request: &TriggerRequest, cause: &str) -> &'static str {
 }
 
 /// The innermost error's text: reqwest's own text repeats the URL and hides the reason.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
     while let Some(source) = current.source() {
         current = source;

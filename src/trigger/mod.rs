@@ -33,7 +33,7 @@ impl Trigger for Sender {
     async fn send(&self, request: &TriggerRequest) -> Attempt {
         match self {
             Sender::Gitlab(client) => client.send(request).await,
-            Sender::DryRun => Attempt::Created(Pipeline { id: 0, iid: None, status: "dry-run".into(), web_url: None }),
+            Sender::DryRun => Attempt::Created(Pipeline::created(0, None, "dry-run", None)),
         }
     }
 }

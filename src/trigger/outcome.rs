@@ -208,13 +208,13 @@ fn created(body: &[u8], content_type: Option<&str>, cut: Option<&Cut>) -> Attemp
 fn pipeline_of(json: &Value) -> Option<Pipeline> {
     let id = json.get("id")?.as_u64()?;
     let text = |key: &str| json.get(key).and_then(Value::as_str);
-    Some(Pipeline {
+    Some(Pipeline::created(
         id,
-        iid: json.get("iid").and_then(Value::as_u64),
+        json.get("iid").and_then(Value::as_u64),
         // GitLab always sends it; a 201 is a pipeline just created.
-        status: text("status").map(|s| excerpt(s, 40, false)).unwrap_or_else(|| "created".into()),
-        web_url: text("web_url").filter(|url| url.len() <= URL_CHARS).map(String::from),
-    })
+        &text("status").map(|s| excerpt(s, 40, false)).unwrap_or_else(|| "created".into()),
+        text("web_url").filter(|url| url.len() <= URL_CHARS).map(String::from),
+    ))
 }
 
 /// pipecron does not follow redirects: a 301 or 302 would turn the POST into a GET and drop the token, and a 307

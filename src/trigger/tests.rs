@@ -41,7 +41,7 @@ fn unavailable() -> Attempt {
 }
 
 fn created() -> Attempt {
-    Attempt::Created(Pipeline { id: 7, iid: Some(3), status: "created".into(), web_url: None })
+    Attempt::Created(Pipeline::created(7, Some(3), "created", None))
 }
 
 async fn fire_script(script: &Script, retries: u32) -> RunResult {
@@ -364,12 +364,12 @@ async fn a_token_echoed_in_a_page_cut_inside_it_shows_no_more_than_the_masked_to
 #[tokio::test(start_paused = true)]
 async fn a_token_echoed_in_a_pipelines_fields_is_not_kept() {
     let token = request().token.expose().to_string();
-    let echoed = Pipeline {
-        id: 7,
-        iid: None,
-        status: format!("created by {token}"),
-        web_url: Some(format!("https://gitlab.example.com/p/-/pipelines/7?token={token}")),
-    };
+    let echoed = Pipeline::created(
+        7,
+        None,
+        &format!("created by {token}"),
+        Some(format!("https://gitlab.example.com/p/-/pipelines/7?token={token}")),
+    );
     let result = fire_script(&Script::new(vec![Attempt::Created(echoed)]), 0).await;
     let pipeline = result.pipeline.expect("a pipeline");
     let kept = format!("{} {}", pipeline.status, pipeline.web_url.unwrap_or_default());

@@ -1,0 +1,140 @@
+//! GitLab's pipelines API, as the follower asks it: one pipeline's status, with the schedule's `api_token` sent as
+//! the `PRIVATE-TOKEN` header to the schedule's own `gitlab`, and never anywhere else.
+//!
+//! Requests go through the trigger's HTTP client (proxies from the environment, `ca_file`, no redirects, the
+//! User-Agent) and, per GitLab host, through a budget of requests a second, so that ten thousand followed pipelines
+//! never flood a GitLab: past the budget, looks wait their turn.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use url::Url;
+
+use crate::schedule::Schedule;
+use crate::trigger::GitlabClient;
+use crate::trigger::client::{read_body, root_cause};
+
+/// What GitLab said of a pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Pipeline(State),
+    /// 401 or 403: the token is unknown, expired, revoked, or lacks the scope; asking again will not help.
+    Refused(String),
+    /// 404: the pipeline or its project does not exist, or the token cannot see it.
+    Gone(String),
+    /// No usable answer this time (a rate limit, a server error, a network error): ask again later, after `wait`
+    /// if GitLab said how long.
+    Later { why: String, wait: Option<Duration> },
+}
+
+/// A pipeline as GitLab describes it; unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct State {
+    pub status: String,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Seconds; GitLab sends an integer, older versions a float.
+    #[serde(default)]
+    pub duration: Option<f64>,
+}
+
+/// Asks GitLab about one pipeline of a schedule's project.
+pub trait PipelineApi: Send + Sync + 'static {
+    fn pipeline(&self, schedule: &Schedule, id: u64) -> impl Future<Output = Answer> + Send;
+}
+
+/// The longest answer read: a pipeline's JSON is about 1 KB.
+const READ_LIMIT: usize = 64 * 1024;
+
+/// The API over HTTP.
+pub struct GitlabApi {
+    client: GitlabClient,
+    budget: DefaultKeyedRateLimiter<String>,
+}
+
+impl GitlabApi {
+    /// `per_second` requests a second at most to each GitLab host.
+    pub fn new(client: GitlabClient, per_second: NonZeroU32) -> GitlabApi {
+        GitlabApi { client, budget: RateLimiter::keyed(Quota::per_second(per_second)) }
+    }
+
+    /// Waits until the host's budget has room for one more request.
+    async fn wait_turn(&self, host: &str) {
+        let host = host.to_string();
+        while let Err(not_until) = self.budget.check_key(&host) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+}
+
+/// `{gitlab}/api/v4/projects/{project}/pipelines/{id}`, the project path percent-encoded as one segment.
+pub fn pipeline_url(schedule: &Schedule, id: u64) -> Url {
+    let mut url = (*schedule.gitlab).clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        let project = schedule.project.to_string();
+        segments.pop_if_empty().extend(["api", "v4", "projects", &project, "pipelines", &id.to_string()]);
+    }
+    url
+}
+
+impl PipelineApi for GitlabApi {
+    async fn pipeline(&self, schedule: &Schedule, id: u64) -> Answer {
+        let Some(token) = schedule.api_token.as_ref().and_then(|t| t.secret.as_ref()) else {
+            return Answer::Refused("the schedule has no api_token".into());
+        };
+        let url = pipeline_url(schedule, id);
+        self.wait_turn(url.host_str().unwrap_or_default()).await;
+        let client = match self.client.client_for(schedule.ca_file.as_deref(), schedule.timeout) {
+            Ok(client) => client,
+            Err(error) => return Answer::Later { why: error.to_string(), wait: None },
+        };
+        let sent = client.get(url).timeout(schedule.timeout).header("PRIVATE-TOKEN", token.expose()).send().await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                let why = format!("cannot ask {} about it: {}", host(schedule), root_cause(&error));
+                return Answer::Later { why, wait: None };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+        let wait = retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let (body, cut) = read_body(&mut response, READ_LIMIT, schedule.timeout).await;
+        classify(schedule, id, status, wait, cut.is_some(), &body)
+    }
+}
+
+fn host(schedule: &Schedule) -> &str {
+    schedule.gitlab.host_str().unwrap_or("GitLab")
+}
+
+/// What an answer means. Nothing of the body is quoted: it is GitLab's (or a proxy's) and needs no repeating.
+pub fn classify(schedule: &Schedule, id: u64, status: u16, wait: Option<Duration>, cut: bool, body: &[u8]) -> Answer {
+    let name = &schedule.name;
+    let project = &schedule.project;
+    match status {
+        200 if !cut => match serde_json::from_slice::<State>(body) {
+            Ok(state) => Answer::Pipeline(state),
+            Err(error) => Answer::Later { why: format!("GitLab's answer is not a pipeline: {error}"), wait: None },
+        },
+        401 => Answer::Refused(format!(
+            "GitLab refused schedule {name}'s api_token (401): it is unknown, expired or revoked; give it a token \
+             with the read_api scope"
+        )),
+        403 => Answer::Refused(format!(
+            "schedule {name}'s api_token may not read pipelines of project {project} (403): it needs the read_api \
+             scope, and at least the Reporter role in the project"
+        )),
+        404 => Answer::Gone(format!(
+            "GitLab answers 404 for pipeline {id} of project {project}: it was deleted, or schedule {name}'s \
+             api_token cannot see the project"
+        )),
+        429 => Answer::Later { why: "GitLab's API rate limit (429)".into(), wait: wait.or(Some(Duration::from_secs(60))) },
+        _ => Answer::Later { why: format!("GitLab answered {status}"), wait: None },
+    }
+}

@@ -102,8 +102,13 @@ pub async fn run(config: Config) -> Result<(), Error> {
     // A dry run creates no pipelines, so there are none to follow.
     if !config.dry_run {
         let api = GitlabApi::new(GitlabClient::new()?, config.api_rate);
-        let follower =
-            Follower { store: store.clone(), api: Arc::new(api), schedules: live_rx.clone(), events: events.clone(), kick };
+        let follower = Follower {
+            store: store.clone(),
+            api: Arc::new(api),
+            schedules: live_rx.clone(),
+            events: events.clone(),
+            kick,
+        };
         peers.spawn(follower.run(stop.clone()));
     }
     peers.spawn(signals(stop.clone(), kick_tx)?);

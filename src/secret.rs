@@ -1,7 +1,7 @@
-//! The trigger token, kept out of every log line, error and debug print.
+//! The tokens (the trigger token, the api_token), kept out of every log line, error and debug print.
 //!
 //! A token is never printed, logged, stored or put in a URL. The one thing shown of it is `masked()`: at most its
-//! first 4 characters after GitLab's `glptt-` prefix, like GitLab's own triggers page.
+//! first 4 characters after GitLab's prefix (`glptt-`, `glpat-`, …), like GitLab's own triggers page.
 
 use std::fmt;
 use std::io::Read;
@@ -9,8 +9,6 @@ use std::path::Path;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(std::sync::Arc<str>);
-
-const PREFIX: &str = "glptt-";
 
 impl Secret {
     pub fn new(token: String) -> Self {
@@ -22,12 +20,10 @@ impl Secret {
         &self.0
     }
 
-    /// `glptt-abcd…`, or `abcd…` for a token without the prefix.
+    /// `glptt-abcd…` (or `glpat-abcd…`, whichever of GitLab's prefixes it has), or `abcd…` for a token without one.
     pub fn masked(&self) -> String {
-        let (prefix, rest) = match self.0.strip_prefix(PREFIX) {
-            Some(rest) => (PREFIX, rest),
-            None => ("", &*self.0),
-        };
+        let prefix = TOKEN_PREFIXES.into_iter().find(|p| self.0.starts_with(p)).unwrap_or("");
+        let rest = &self.0[prefix.len()..];
         let shown: String = rest.chars().take(4).collect();
         format!("{prefix}{shown}…")
     }

@@ -33,7 +33,12 @@ fn ended(ending: Ending, pipeline: Option<u64>, error: Option<&str>) -> RunResul
         attempts: 2,
         http_status: Some(if pipeline.is_some() { 201 } else { 400 }),
         pipeline: pipeline.map(|id| {
-            Pipeline::created(id, Some(id / 10), "created", Some(format!("https://gitlab.example.com/p/-/pipelines/{id}")))
+            Pipeline::created(
+                id,
+                Some(id / 10),
+                "created",
+                Some(format!("https://gitlab.example.com/p/-/pipelines/{id}")),
+            )
         }),
         error: error.map(str::to_string),
         retries_exhausted: false,

@@ -451,14 +451,17 @@ async fn a_followed_pipeline_is_taken_by_one_replica_at_a_time(kind: Kind) {
     let stale = look("running", Followed::Following, Some(later), later);
     assert!(!store.record_look(&first, &stale).await.expect("answers"), "the first hold has passed");
     let next = later + chrono::Duration::seconds(20);
-    assert!(store.record_look(&second, &look("running", Followed::Following, Some(next), later)).await.expect("records"));
+    assert!(
+        store.record_look(&second, &look("running", Followed::Following, Some(next), later)).await.expect("records")
+    );
     assert_eq!(store.next_follow().await.expect("reads"), Some(next));
     assert_eq!(run_of(&store, "nightly", t0).await.pipeline.expect("a pipeline").status, "running");
 
     let third = store.take_follows(next, HOLD, 10).await.expect("takes").pop().expect("due again");
     assert_eq!(third.polls, 1);
     let finished = Utc.with_ymd_and_hms(2026, 11, 24, 12, 12, 0).single().expect("valid");
-    let ended = Look { finished_at: Some(finished), duration: Some(700), ..look("success", Followed::Ended, None, next) };
+    let ended =
+        Look { finished_at: Some(finished), duration: Some(700), ..look("success", Followed::Ended, None, next) };
     assert!(store.record_look(&third, &ended).await.expect("records"));
     assert_eq!(store.next_follow().await.expect("reads"), None, "nothing is followed any more");
     let pipeline = run_of(&store, "nightly", t0).await.pipeline.expect("a pipeline");

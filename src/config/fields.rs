@@ -204,9 +204,7 @@ impl Reader<'_> {
             "token" => f.credential = at(node.pos, self.token(node, "token", rep)?),
             "token_file" => f.credential = at(node.pos, self.token_file(node, "token_file")?),
             "api_token" => f.api_credential = at(node.pos, api_token(self.token(node, "api_token", rep)?)?),
-            "api_token_file" => {
-                f.api_credential = at(node.pos, api_token(self.token_file(node, "api_token_file")?)?)
-            }
+            "api_token_file" => f.api_credential = at(node.pos, api_token(self.token_file(node, "api_token_file")?)?),
             "follow_timeout" => match duration(node)? {
                 Duration::ZERO => return Err("a follow_timeout of 0 would give up at once; use e.g. 24h".into()),
                 timeout if timeout > MAX_CATCH_UP => {

@@ -441,9 +441,7 @@ mod resolve {
             Box::new(crate::schedule::ApiToken {
                 source: credential.value.source,
                 secret: credential.value.secret,
-                follow_timeout: f
-                    .follow_timeout
-                    .map_or(crate::schedule::ApiToken::DEFAULT_FOLLOW_TIMEOUT, |a| a.value),
+                follow_timeout: f.follow_timeout.map_or(crate::schedule::ApiToken::DEFAULT_FOLLOW_TIMEOUT, |a| a.value),
             })
         });
         let (Some(cron), Some(gitlab), Some(credential), Some(project), Some(git_ref), false) =

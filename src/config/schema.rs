@@ -78,6 +78,13 @@ pub struct Defaults {
     /// How many runs of the schedule the history keeps at most. Default 10000.
     #[schemars(range(min = 1, max = 1_000_000_000))]
     history_max_runs: Option<u64>,
+    /// A GitLab token with the read_api scope (a project access token, usually), normally written ${VAR}: with
+    /// it, each pipeline is followed to its end. Sent only as the PRIVATE-TOKEN header to this schedule's gitlab.
+    api_token: Option<String>,
+    /// A file that holds the api_token.
+    api_token_file: Option<String>,
+    /// How long a pipeline is followed before it is recorded as timed out, such as 6h. Default 24h.
+    follow_timeout: Option<Duration>,
 }
 
 #[derive(JsonSchema)]

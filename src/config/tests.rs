@@ -479,3 +479,57 @@ pub fn schedules(body: &str) -> Vec<std::sync::Arc<crate::schedule::Schedule>> {
     assert!(out.iter().all(|d| d.severity == Severity::Warning), "{out:?}");
     loaded
 }
+
+fn with_api(keys: &str) -> String {
+    format!(
+        "defaults:\n  gitlab: https://gitlab.example.com/\n  token: ${{TOKEN}}\n{keys}schedules:\n  nightly:\n    \
+         cron: \"30 0 * * *\"\n    project: 9\n    ref: main\n"
+    )
+}
+
+#[test]
+fn an_api_token_turns_following_on_with_its_timeout() {
+    let text = with_api("  api_token: ${API}\n  follow_timeout: 6h\n");
+    let mut out = Vec::new();
+    let mut rep = Reporter { file: Path::new("test.yaml"), scope: Scope::File, out: &mut out };
+    let env = |name: &str| match name {
+        "TOKEN" => Some("glptt-abcdef0123456789".to_string()),
+        "API" => Some("glpat-0123456789abcdefABCD".to_string()),
+        _ => None,
+    };
+    let schedules = load_file(&text, Path::new("test.yaml"), Some(&env), &mut rep);
+    assert_eq!(out, vec![]);
+    let api = schedules[0].api_token.as_deref().expect("followed");
+    assert_eq!(api.source, TokenSource::Env(["API".into()].into()));
+    assert_eq!(api.secret.as_ref().map(|s| s.expose()), Some("glpat-0123456789abcdefABCD"));
+    assert_eq!(api.follow_timeout, Duration::from_secs(6 * 3600));
+    assert!(!format!("{api:?}").contains("0123456789abcdef"), "the token never shows in a debug print");
+
+    let (plain, diagnostics) = load_text(&with_api(""), true);
+    assert_eq!((plain[0].api_token.as_ref(), diagnostics), (None, vec![]), "without one, nothing is followed");
+}
+
+#[test]
+fn api_token_mistakes_are_located_and_say_what_would_be_right() {
+    let (_, diagnostics) = load_text(&with_api("  api_token: ${TOKEN}\n"), true);
+    let found = errors(&diagnostics);
+    assert!(
+        found.iter().any(|e| e.contains("test.yaml:4:14") && e.contains("trigger token") && e.contains("read_api")),
+        "{found:?}"
+    );
+    assert!(found.iter().all(|e| !e.contains("abcdef0123456789")), "{found:?}");
+
+    let (_, diagnostics) = load_text(&with_api("  api_token: ${TOKEN}\n  api_token_file: api.txt\n"), false);
+    assert!(errors(&diagnostics).iter().any(|e| e.contains("either api_token or api_token_file")), "{diagnostics:?}");
+
+    let (_, diagnostics) = load_text(&with_api("  follow_timeout: 2h\n"), false);
+    let warning = diagnostics.iter().find(|d| d.severity == Severity::Warning).expect("a warning");
+    assert_eq!(warning.key.as_deref(), Some("follow_timeout"));
+    assert!(warning.message.contains("without api_token"), "{warning}");
+
+    let (_, diagnostics) = load_text(&with_api("  api_token: ${API}\n  follow_timeout: 0\n"), false);
+    assert!(errors(&diagnostics).iter().any(|e| e.contains("follow_timeout of 0")), "{diagnostics:?}");
+    let (_, diagnostics) = load_text(&with_api("  api_token: glpat-0123456789abcdefABCD\n"), false);
+    let plain = diagnostics.iter().find(|d| d.key.as_deref() == Some("api_token")).expect("a warning");
+    assert!(plain.message.contains("plain text") && plain.message.contains("api_token_file"), "{plain}");
+}

@@ -28,7 +28,10 @@ pub enum Answer {
     Gone(String),
     /// No usable answer this time (a rate limit, a server error, a network error): ask again later, after `wait`
     /// if GitLab said how long.
-    Later { why: String, wait: Option<Duration> },
+    Later {
+        why: String,
+        wait: Option<Duration>,
+    },
 }
 
 /// A pipeline as GitLab describes it; unknown fields are ignored.
@@ -134,7 +137,9 @@ pub fn classify(schedule: &Schedule, id: u64, status: u16, wait: Option<Duration
             "GitLab answers 404 for pipeline {id} of project {project}: it was deleted, or schedule {name}'s \
              api_token cannot see the project"
         )),
-        429 => Answer::Later { why: "GitLab's API rate limit (429)".into(), wait: wait.or(Some(Duration::from_secs(60))) },
+        429 => {
+            Answer::Later { why: "GitLab's API rate limit (429)".into(), wait: wait.or(Some(Duration::from_secs(60))) }
+        }
         _ => Answer::Later { why: format!("GitLab answered {status}"), wait: None },
     }
 }

@@ -177,8 +177,16 @@ async fn look<S: Follows, A: PipelineApi>(
 pub fn decide(triggered: DateTime<Utc>, polls: u32, answer: Answer, timeout: Duration, now: DateTime<Utc>) -> Look {
     let polls = polls.saturating_add(1);
     let out_of_time = (now - triggered).to_std().is_ok_and(|age| age >= timeout);
-    let mut look =
-        Look { status: None, finished_at: None, duration: None, followed: Followed::Following, note: None, next: None, polls, at: now };
+    let mut look = Look {
+        status: None,
+        finished_at: None,
+        duration: None,
+        followed: Followed::Following,
+        note: None,
+        next: None,
+        polls,
+        at: now,
+    };
     let later = |wait: Duration| Some(now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX));
     match answer {
         Answer::Pipeline(state) => {
@@ -188,7 +196,8 @@ pub fn decide(triggered: DateTime<Utc>, polls: u32, answer: Answer, timeout: Dur
                 look.followed = Followed::Ended;
             } else if out_of_time {
                 look.followed = Followed::TimedOut;
-                look.note = Some(format!("still {} after follow_timeout ({})", state.status, crate::status::span(timeout)));
+                look.note =
+                    Some(format!("still {} after follow_timeout ({})", state.status, crate::status::span(timeout)));
             } else {
                 look.next = later(backoff(polls));
             }

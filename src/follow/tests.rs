@@ -108,6 +108,9 @@ fn answers_are_classified_without_quoting_them() {
     assert!(matches!(classify(&schedule, 1, 401, None, false, b""), Answer::Refused(_)));
     assert!(matches!(classify(&schedule, 1, 404, None, false, b""), Answer::Gone(_)));
     let limited = classify(&schedule, 1, 429, Some(Duration::from_secs(7)), false, b"Retry later");
-    assert_eq!(limited, Answer::Later { why: "GitLab's API rate limit (429)".into(), wait: Some(Duration::from_secs(7)) });
+    assert_eq!(
+        limited,
+        Answer::Later { why: "GitLab's API rate limit (429)".into(), wait: Some(Duration::from_secs(7)) }
+    );
     assert!(matches!(classify(&schedule, 1, 502, None, false, b""), Answer::Later { wait: None, .. }));
 }

@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use crate::events::Fired;
-pub use fire::follow_if_asked;
 use crate::events::{Event, Events};
+pub use fire::follow_if_asked;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 

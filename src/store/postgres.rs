@@ -17,8 +17,8 @@ use tokio_postgres::types::ToSql;
 use super::location::{PostgresUrl, SslMode};
 use super::schema::{self, COLUMNS, MIGRATIONS, StoredRun, died_while_sending, unreadable_column};
 use super::{
-    Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers, instant,
-    first_poll, lease_millis, millis,
+    Finish, Key, Replica, ReplicaRow, Run, RunState, RunStore, StoreError, TakenOver, WriteBatches, Writers,
+    first_poll, instant, lease_millis, millis,
 };
 use crate::run::{Followed, Pipeline, Reason, RunResult};
 

@@ -50,11 +50,7 @@ impl GitlabClient {
     }
 
     /// The client for requests with this `ca_file` and `timeout`, built on first use.
-    pub(crate) fn client_for(
-        &self,
-        ca_file: Option<&Path>,
-        timeout: Duration,
-    ) -> Result<reqwest::Client, ClientError> {
+    pub(crate) fn client_for(&self, ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, ClientError> {
         let key = (ca_file.map(Path::to_path_buf), timeout);
         let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(client) = clients.get(&key) {
@@ -129,7 +125,11 @@ impl Trigger for GitlabClient {
 /// Reads at most `limit` bytes of the body, chunk by chunk as they arrive, and says what was not read. Whatever
 /// GitLab (or anything posing as it) sends, no more than `limit` and one chunk are held. Dropping the response
 /// then closes its connection, rather than reading the rest to keep it alive.
-pub(crate) async fn read_body(response: &mut reqwest::Response, limit: usize, timeout: Duration) -> (Vec<u8>, Option<Cut>) {
+pub(crate) async fn read_body(
+    response: &mut reqwest::Response,
+    limit: usize,
+    timeout: Duration,
+) -> (Vec<u8>, Option<Cut>) {
     let length = response.content_length();
     let mut body = Vec::with_capacity(length.map_or(0, |l| l.min(limit as u64) as usize).min(READ_LIMIT));
     loop {

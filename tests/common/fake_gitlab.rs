@@ -1138,7 +1138,7 @@ impl FakeGitlab {
             let mut inner = self.lock();
             inner.api_requests.push(recorded);
             let throttled = inner.throttle();
-            (None, inner.slow, throttled)
+            (inner.api_script.pop_front(), inner.slow, throttled)
         };
         if !slow.is_zero() {
             tokio::time::sleep(slow).await;

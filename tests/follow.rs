@@ -1,0 +1,244 @@
+//! Following pipelines to their end, through the real binary against the fake GitLab: each final status as GitLab
+//! shows it, a refused token and a timeout, and resuming after kill -9. Each test waits for the first look, 10 s
+//! after its trigger: the backoff is the product's, not shortened for tests.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{Timelike, Utc};
+use common::Pipecron;
+use common::daemon::{Daemon, http, setup};
+use common::fake_gitlab::{API_TOKEN, FakeGitlab, NO_SCOPE_TOKEN, TOKEN};
+use common::metrics::{prometheus, value};
+use serde_json::Value;
+
+/// A cron expression for the second `seconds` from now, in UTC.
+fn soon(seconds: i64) -> String {
+    let at = Utc::now() + chrono::Duration::seconds(seconds);
+    format!("{} {} {} * * *", at.second(), at.minute(), at.hour())
+}
+
+/// A schedule firing at `cron` on `git_ref`, followed with the token in `$api_var`.
+fn followed(name: &str, cron: &str, git_ref: &str, api_var: &str, extra: &str) -> String {
+    format!(
+        "  {name}:\n    cron: \"{cron}\"\n    ref: {git_ref}\n    api_token: ${{{api_var}}}\n    catch_up: 0\n{extra}"
+    )
+}
+
+const ENV: [(&str, &str); 2] = [("API_TOKEN", API_TOKEN), ("NO_SCOPE_TOKEN", NO_SCOPE_TOKEN)];
+
+/// (schedule, pipeline status, followed, note) of every run with a pipeline, by schedule.
+fn pipelines(db: &Path) -> Vec<(String, String, Option<String>, Option<String>)> {
+    let Ok(connection) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    let sql = "SELECT schedule, pipeline_status, followed, follow_note FROM runs WHERE pipeline_id IS NOT NULL
+               ORDER BY schedule";
+    let Ok(mut statement) = connection.prepare(sql) else { return Vec::new() };
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// Polls until `done` holds, for at most `seconds`.
+fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The fake's pipelines: (id, ref).
+fn created(fake: &FakeGitlab) -> Vec<(u64, String)> {
+    fake.pipelines()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap_or(0), p["ref"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn cli(dir: &Path, args: &[&str]) -> common::Run {
+    let mut command = Pipecron::new().current_dir(dir).env("TRIGGER_TOKEN", TOKEN);
+    for (name, value) in ENV {
+        command = command.env(name, value);
+    }
+    let run = command.args(args).run();
+    assert_eq!(run.status, 0, "{args:?}: {}", run.stderr);
+    run
+}
+
+/// Neither token, past its first 4 characters, in `text`.
+fn assert_no_token(what: &str, text: &str) {
+    for token in [TOKEN, API_TOKEN, NO_SCOPE_TOKEN] {
+        let (prefix, rest) = token.split_at(token.find('-').map_or(0, |i| i + 1));
+        let tail = &rest[4..];
+        assert!(!text.contains(tail), "{what} holds a token ({prefix}…):\n{text}");
+    }
+}
+
+#[test]
+fn each_pipeline_is_followed_to_its_final_status_and_shown_as_gitlab_shows_it() {
+    let fake = FakeGitlab::new();
+    // Never final by itself: the test decides how each ends.
+    fake.pipeline_plan([("pending", Duration::ZERO), ("running", Duration::from_millis(300))]);
+    let cron = soon(3);
+    let schedules = [("passes", "master"), ("fails", "main"), ("canceled", "feature/x"), ("manual", "v1.0")]
+        .map(|(name, git_ref)| followed(name, &cron, git_ref, "API_TOKEN", ""))
+        .concat();
+    let (dir, _) = setup(&fake, &schedules);
+    let check = cli(dir.path(), &["check"]);
+    assert!(check.stdout.contains("4 following their pipelines"), "{}", check.stdout);
+    assert!(check.stdout.contains("follows its pipelines (api_token glpat-read…)"), "{}", check.stdout);
+
+    let daemon = Daemon::spawn(dir.path(), &[], &ENV);
+    let addr = daemon.listening();
+    wait_for("four pipelines", 20, || created(&fake).len() == 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    for (id, git_ref) in created(&fake) {
+        let status = match git_ref.as_str() {
+            "master" => "success",
+            "main" => "failed",
+            "feature/x" => "canceled",
+            _ => "manual",
+        };
+        fake.set_pipeline_status(id, status);
+    }
+    let db = dir.path().join("pipecron.db");
+    wait_for("every pipeline's end", 40, || {
+        let found = pipelines(&db);
+        found.len() == 4 && found.iter().all(|(_, _, followed, _)| followed.as_deref() == Some("ended"))
+    });
+    let ended: Vec<(String, String)> = pipelines(&db).into_iter().map(|(name, status, ..)| (name, status)).collect();
+    assert_eq!(
+        ended,
+        [("canceled", "canceled"), ("fails", "failed"), ("manual", "manual"), ("passes", "success")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+
+    // One look each: the first, 10 s after its trigger, found the end; the token only ever in the header.
+    let asked = fake.api_requests();
+    assert_eq!(asked.len(), 4, "{asked:#?}");
+    for request in &asked {
+        assert_eq!(request.private_token.as_deref(), Some(API_TOKEN));
+        assert_eq!(request.token_in_url, None);
+        assert!(request.raw_path.starts_with("/api/v4/projects/9/pipelines/"), "{}", request.raw_path);
+        assert!(request.user_agent.as_deref().is_some_and(|ua| ua.starts_with("pipecron/")));
+    }
+
+    let status = cli(dir.path(), &["status"]).stdout;
+    let line = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+    assert!(line("passes").contains("succeeded #") && line("passes").contains(" passed 1s"), "{status}");
+    assert!(line("fails").contains(" failed"), "{status}");
+    assert!(line("canceled").contains(" canceled"), "{status}");
+    assert!(line("manual").contains(" manual, waiting for a person"), "{status}");
+    let history = cli(dir.path(), &["history", "passes", "--json"]).stdout;
+    let runs: Value = serde_json::from_str(&history).expect("JSON");
+    let pipeline = &runs[0]["pipeline"];
+    assert_eq!((pipeline["status"].as_str(), pipeline["followed"].as_str()), (Some("success"), Some("ended")));
+    assert_eq!(pipeline["duration"].as_u64(), Some(1), "{pipeline}");
+    assert!(pipeline["finished_at"].as_str().is_some(), "{pipeline}");
+
+    let (code, metrics) = http(&addr, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let samples = prometheus(&metrics);
+    let total = |schedule: &str, status: &str| {
+        value(&samples, "pipecron_pipelines_total", &[("schedule", schedule), ("status", status)])
+    };
+    assert_eq!(
+        [
+            total("passes", "success"),
+            total("fails", "failed"),
+            total("canceled", "canceled"),
+            total("passes", "failed")
+        ],
+        [Some(1.0), Some(1.0), Some(1.0), Some(0.0)]
+    );
+    let passed =
+        value(&samples, "pipecron_schedule_last_pipeline_success_timestamp_seconds", &[("schedule", "passes")]);
+    assert!(passed.is_some_and(|t| (t - Utc::now().timestamp() as f64).abs() < 60.0), "{passed:?}");
+    assert_eq!(
+        value(&samples, "pipecron_schedule_last_pipeline_success_timestamp_seconds", &[("schedule", "fails")]),
+        None
+    );
+
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(logs.matches("\"message\":\"pipeline ended\"").count(), 4, "{logs}");
+    let db_bytes = String::from_utf8_lossy(&std::fs::read(&db).expect("reads")).into_owned();
+    for (what, text) in [("the log", &logs), ("status", &status), ("history", &history), ("metrics", &metrics)] {
+        assert_no_token(what, text);
+    }
+    assert_no_token("the state file", &db_bytes);
+}
+
+#[test]
+fn a_refused_token_and_a_timeout_stop_following_with_a_clear_note() {
+    let fake = FakeGitlab::new();
+    fake.pipeline_plan([("pending", Duration::ZERO), ("running", Duration::from_millis(300))]);
+    let cron = soon(3);
+    let schedules = followed("unscoped", &cron, "master", "NO_SCOPE_TOKEN", "")
+        + &followed("slow", &cron, "main", "API_TOKEN", "    follow_timeout: 5s\n");
+    let (dir, _) = setup(&fake, &schedules);
+    let daemon = Daemon::spawn(dir.path(), &[], &ENV);
+    let addr = daemon.listening();
+    let db = dir.path().join("pipecron.db");
+    wait_for("both stop being followed", 40, || {
+        let found = pipelines(&db);
+        found.len() == 2 && found.iter().all(|(_, _, followed, _)| followed.as_deref() != Some("following"))
+    });
+    let found = pipelines(&db);
+    let (_, status, followed, note) = &found[0];
+    assert_eq!((status.as_str(), followed.as_deref()), ("running", Some("timed-out")), "{found:?}");
+    assert!(note.as_deref().is_some_and(|n| n.contains("after follow_timeout (5s)")), "{note:?}");
+    let (_, status, followed, note) = &found[1];
+    assert_eq!((status.as_str(), followed.as_deref()), ("created", Some("refused")), "{found:?}");
+    let note = note.as_deref().unwrap_or_default();
+    assert!(note.contains("unscoped") && note.contains("read_api") && note.contains("403"), "{note}");
+
+    // Refused once is refused: GitLab is not asked again.
+    std::thread::sleep(Duration::from_secs(2));
+    let unscoped = fake.api_requests().iter().filter(|r| r.private_token.as_deref() == Some(NO_SCOPE_TOKEN)).count();
+    assert_eq!(unscoped, 1);
+
+    let status = cli(dir.path(), &["status"]).stdout;
+    assert!(status.contains("running, timed out following it"), "{status}");
+    assert!(status.contains("created, cannot follow it"), "{status}");
+    let (_, metrics) = http(&addr, "GET", "/metrics");
+    let samples = prometheus(&metrics);
+    let timed_out = value(&samples, "pipecron_pipelines_total", &[("schedule", "slow"), ("status", "timed_out")]);
+    assert_eq!(timed_out, Some(1.0));
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(logs.matches("stopped following the pipeline").count(), 2, "{logs}");
+    assert!(logs.contains("the read_api"), "the log says why: {logs}");
+    assert_no_token("the log", &logs);
+}
+
+#[test]
+fn following_resumes_after_kill_9() {
+    let fake = FakeGitlab::new();
+    fake.pipeline_plan([("pending", Duration::ZERO), ("running", Duration::from_millis(300))]);
+    let (dir, _) = setup(&fake, &followed("nightly", &soon(3), "master", "API_TOKEN", ""));
+    let daemon = Daemon::spawn(dir.path(), &[], &ENV);
+    let db = dir.path().join("pipecron.db");
+    wait_for("the trigger is recorded", 20, || pipelines(&db).len() == 1);
+    // Killed before its first look, 10 s after the trigger.
+    daemon.kill9();
+    assert!(fake.api_requests().is_empty());
+    let (id, _) = created(&fake)[0];
+    fake.set_pipeline_status(id, "success");
+
+    let restarted = Daemon::spawn(dir.path(), &[], &ENV);
+    wait_for("the restart follows it", 40, || {
+        pipelines(&db)
+            .first()
+            .is_some_and(|(_, status, followed, _)| status == "success" && followed.as_deref() == Some("ended"))
+    });
+    assert_eq!(fake.api_requests().len(), 1, "one look found the end");
+    assert_eq!(fake.requests().len(), 1, "the slot was not fired again");
+    let (code, logs) = restarted.stop();
+    assert_eq!(code, Some(0), "{logs}");
+}

@@ -19,6 +19,7 @@ use crate::clock::SystemClock;
 use crate::events::{Events, Listener, Log, PrintRequests};
 use crate::follow::Follower;
 use crate::follow::api::GitlabApi;
+use crate::follow::overlap::Overlaps;
 use crate::metrics::Metrics;
 use crate::scheduler::{Options, Scheduler};
 use crate::secret::Secret;
@@ -99,21 +100,16 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let (reload_tx, reload_rx) = mpsc::channel(4);
     peers.spawn(publish(loaded_rx, live_tx, reload_tx));
     peers.spawn(crate::retention::keep(store.clone(), live_rx.clone(), stop.clone()));
-    // A dry run creates no pipelines, so there are none to follow.
-    if !config.dry_run {
-        let api = GitlabApi::new(GitlabClient::new()?, config.api_rate);
-        let follower = Follower {
-            store: store.clone(),
-            api: Arc::new(api),
-            schedules: live_rx.clone(),
-            events: events.clone(),
-            kick,
-        };
-        peers.spawn(follower.run(stop.clone()));
-    }
     peers.spawn(signals(stop.clone(), kick_tx)?);
     let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), Arc::new(SystemClock), config.options);
     scheduler.publish_to(events.clone());
+    // A dry run creates no pipelines, so there are none to follow, nor any overlap to check.
+    if !config.dry_run {
+        let api = Arc::new(GitlabApi::new(GitlabClient::new()?, config.api_rate));
+        scheduler.check_overlaps(Arc::new(Overlaps { store: store.clone(), api: api.clone() }));
+        let follower = Follower { store: store.clone(), api, schedules: live_rx.clone(), events: events.clone(), kick };
+        peers.spawn(follower.run(stop.clone()));
+    }
     if let Some(listener) = listener {
         let addr = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
         tracing::info!(%addr, "listening");

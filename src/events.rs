@@ -159,6 +159,15 @@ fn log_fire(fired: &Fired, dry_run: bool) {
     let slot = crate::trigger::request::slot_text(*slot);
     let reason = reason.as_str();
     match result.ending {
+        crate::run::Ending::Skipped => tracing::info!(
+            schedule,
+            slot,
+            reason,
+            outcome,
+            pipeline_id,
+            detail = result.error.as_deref().unwrap_or_default(),
+            "skipped"
+        ),
         crate::run::Ending::Succeeded => tracing::info!(
             schedule,
             slot,

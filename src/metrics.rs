@@ -33,7 +33,7 @@ const LATENESS_BUCKETS: [f64; 14] =
 const REQUEST_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
 
 const REASONS: [Reason; 3] = [Reason::Schedule, Reason::CatchUp, Reason::RunNow];
-const OUTCOMES: [&str; 3] = ["succeeded", "failed", "unknown"];
+const OUTCOMES: [&str; 4] = ["succeeded", "failed", "unknown", "skipped"];
 /// How followed pipelines end: GitLab's final statuses, and `timed_out` for one still going at `follow_timeout`.
 const PIPELINE_ENDS: [&str; 6] = ["success", "failed", "canceled", "skipped", "manual", "timed_out"];
 
@@ -173,7 +173,7 @@ struct Stats {
     last_fire: Option<f64>,
     last_success: Option<f64>,
     /// By reason, then outcome, in the order of `REASONS` and `OUTCOMES`.
-    fires: [[u64; 3]; 3],
+    fires: [[u64; 4]; 3],
     missed: u64,
     /// Followed pipelines, by how they ended, in the order of `PIPELINE_ENDS`.
     pipelines: [u64; 6],
@@ -226,6 +226,7 @@ impl PerSchedule {
             Ending::Succeeded => 0,
             Ending::Failed => 1,
             Ending::Unknown => 2,
+            Ending::Skipped => 3,
         };
         entry.fires[reason][outcome] += 1;
         let at = seconds(fired.slot);
@@ -317,12 +318,14 @@ impl Collector for PerSchedule {
 
         let help = "Slots fired, by why and how they ended";
         let mut family = encoder.encode_descriptor("pipecron_fires", help, None, MetricType::Counter)?;
-        for (name, stats, _) in &rows {
+        for (name, stats, schedule) in &rows {
+            let skips = schedule.overlap == crate::schedule::Overlap::Skip;
             for (r, reason) in REASONS.iter().enumerate() {
                 for (o, outcome) in OUTCOMES.iter().enumerate() {
-                    // The scheduled ones always, so that the first failure is an increase; the rest once they occur.
+                    // The scheduled ones always (`skipped` only where the schedule skips), so that the first
+                    // failure is an increase; the rest once they occur.
                     let count = stats.fires[r][o];
-                    if count > 0 || *reason == Reason::Schedule {
+                    if count > 0 || (*reason == Reason::Schedule && (*outcome != "skipped" || skips)) {
                         let labels = [("schedule", *name), ("reason", reason.as_str()), ("outcome", outcome)];
                         ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
                     }

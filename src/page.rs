@@ -665,7 +665,7 @@ fn tone(state: RunState) -> &'static str {
         RunState::Succeeded => "ok",
         RunState::Failed => "bad",
         RunState::Unknown | RunState::Missed => "warn",
-        RunState::Claimed | RunState::Sending => "info",
+        RunState::Claimed | RunState::Sending | RunState::Skipped => "info",
     }
 }
 
@@ -674,7 +674,7 @@ fn attention(state: RunState) -> Option<&'static str> {
     match state {
         RunState::Failed => Some("bad"),
         RunState::Unknown | RunState::Missed => Some("warn"),
-        RunState::Succeeded | RunState::Claimed | RunState::Sending => None,
+        RunState::Succeeded | RunState::Claimed | RunState::Sending | RunState::Skipped => None,
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Ending {
     /// The last attempt may have reached GitLab (a timeout, a reset after sending), or GitLab answered 201 with
     /// something that is not a pipeline: a pipeline may or may not exist.
     Unknown,
+    /// Nothing was sent: the schedule's previous pipeline was still running (`overlap: skip`).
+    Skipped,
 }
 
 /// The result of firing a slot, with retries.
@@ -185,16 +187,19 @@ pub enum RunState {
     Unknown,
     /// The slot passed while pipecron was down, and was too late to catch up.
     Missed,
+    /// The schedule's previous pipeline was still running, and its `overlap: skip` says to send nothing.
+    Skipped,
 }
 
 impl RunState {
-    pub const ALL: [RunState; 6] = [
+    pub const ALL: [RunState; 7] = [
         RunState::Claimed,
         RunState::Sending,
         RunState::Succeeded,
         RunState::Failed,
         RunState::Unknown,
         RunState::Missed,
+        RunState::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -205,6 +210,7 @@ impl RunState {
             RunState::Failed => "failed",
             RunState::Unknown => "unknown",
             RunState::Missed => "missed",
+            RunState::Skipped => "skipped",
         }
     }
 
@@ -219,6 +225,7 @@ impl From<Ending> for RunState {
             Ending::Succeeded => RunState::Succeeded,
             Ending::Failed => RunState::Failed,
             Ending::Unknown => RunState::Unknown,
+            Ending::Skipped => RunState::Skipped,
         }
     }
 }

@@ -51,6 +51,31 @@ pub struct Schedule {
     /// The read-only API token its pipelines are followed with (`api_token`); `None`: they are not followed.
     /// Boxed: most schedules have none, and 100,000 schedules each pay for the field.
     pub api_token: Option<Box<ApiToken>>,
+    /// What a slot does while the schedule's previous pipeline still runs.
+    pub overlap: Overlap,
+}
+
+/// What a slot does while the schedule's previous pipeline still runs (`overlap`); all but `Allow` need an
+/// `api_token`, to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// Trigger anyway: pipelines may run side by side.
+    #[default]
+    Allow,
+    /// Send nothing; the slot is recorded `skipped`, with the running pipeline's id.
+    Skip,
+    /// Cancel the running pipeline, then trigger the new one.
+    CancelPrevious,
+}
+
+impl Overlap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Allow => "allow",
+            Overlap::Skip => "skip",
+            Overlap::CancelPrevious => "cancel_previous",
+        }
+    }
 }
 
 /// A GitLab token with the `read_api` scope, sent only as the `PRIVATE-TOKEN` header to the schedule's `gitlab`.

@@ -391,6 +391,8 @@ async fn run_now(State(live): State<Live>, Path(name): Path<String>, headers: He
         // GitLab answered 201 with something that is not a pipeline: an answer, but not a valid one.
         Ending::Unknown if fired.result.http_status == Some(201) => StatusCode::BAD_GATEWAY,
         Ending::Unknown => StatusCode::GATEWAY_TIMEOUT,
+        // A run-now is never skipped: overlap rules apply to slots.
+        Ending::Skipped => StatusCode::CONFLICT,
     };
     match live.store.runs_before(&name, Some(slot + chrono::Duration::milliseconds(1)), 1).await {
         Ok(runs) if runs.first().is_some_and(|r| r.slot == slot) => (status, Json(run_json(&runs[0]))).into_response(),

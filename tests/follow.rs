@@ -242,3 +242,78 @@ fn following_resumes_after_kill_9() {
     let (code, logs) = restarted.stop();
     assert_eq!(code, Some(0), "{logs}");
 }
+
+/// Runs of a schedule: (state, pipeline id, error), oldest first.
+fn runs_of(db: &Path, schedule: &str) -> Vec<(String, Option<i64>, Option<String>)> {
+    let Ok(connection) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    let sql = "SELECT state, pipeline_id, error FROM runs WHERE schedule = ?1 ORDER BY slot";
+    let Ok(mut statement) = connection.prepare(sql) else { return Vec::new() };
+    statement
+        .query_map([schedule], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn overlap_skip_sends_nothing_while_the_previous_pipeline_runs_and_cancel_previous_cancels_it() {
+    let fake = FakeGitlab::new();
+    fake.pipeline_plan([("pending", Duration::ZERO), ("running", Duration::from_millis(300))]);
+    let every_2s = "*/2 * * * * *";
+    let schedules = followed("skipper", every_2s, "master", "API_TOKEN", "    overlap: skip\n")
+        + &followed("canceller", every_2s, "main", "CANCEL_TOKEN", "    overlap: cancel_previous\n");
+    let (dir, _) = setup(&fake, &schedules);
+    let env = [ENV[0], ENV[1], ("CANCEL_TOKEN", common::fake_gitlab::CANCEL_TOKEN)];
+    let daemon = Daemon::spawn(dir.path(), &[], &env);
+    let db = dir.path().join("pipecron.db");
+    let skipped = |runs: &[(String, Option<i64>, Option<String>)]| runs.iter().filter(|r| r.0 == "skipped").count();
+    wait_for("two slots skipped", 20, || skipped(&runs_of(&db, "skipper")) >= 2);
+    let of_ref =
+        |git_ref: &str| -> Vec<Value> { fake.pipelines().into_iter().filter(|p| p["ref"] == git_ref).collect() };
+    let first = of_ref("master");
+    assert_eq!(first.len(), 1, "one pipeline while it runs: {first:?}");
+    let first_id = first[0]["id"].as_i64();
+    let runs = runs_of(&db, "skipper");
+    assert_eq!((runs[0].0.as_str(), runs[0].1), ("succeeded", first_id), "{runs:?}");
+    for (state, pipeline, error) in runs.iter().skip(1).filter(|r| r.0 == "skipped") {
+        assert_eq!(*pipeline, first_id, "a skipped slot names the running pipeline");
+        let error = error.as_deref().unwrap_or_default();
+        assert!(error.contains("is still running (overlap: skip)"), "{state}: {error}");
+    }
+
+    // Once the previous pipeline has ended, the next slot fires again.
+    fake.set_pipeline_status(first_id.unwrap_or_default() as u64, "success");
+    wait_for("a second pipeline", 20, || of_ref("master").len() == 2);
+
+    wait_for("three pipelines of the canceller", 20, || of_ref("main").len() >= 3);
+    let cancelled = of_ref("main");
+    let (newest, older) = cancelled.split_last().expect("some");
+    assert!(older.iter().all(|p| p["status"] == "canceled"), "each was cancelled by the next slot: {cancelled:#?}");
+    assert_ne!(newest["status"], "canceled");
+    let cancels: Vec<_> = fake.api_requests().into_iter().filter(|r| r.raw_path.ends_with("/cancel")).collect();
+    assert!(cancels.len() >= 2, "{cancels:?}");
+    assert!(
+        cancels
+            .iter()
+            .all(|r| r.method == "POST" && r.private_token.as_deref() == Some(common::fake_gitlab::CANCEL_TOKEN))
+    );
+
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("cancelled the previous pipeline"), "{logs}");
+    assert_no_token("the log", &logs);
+}
+
+#[test]
+fn an_overlap_rule_without_an_api_token_is_refused_by_check() {
+    let fake = FakeGitlab::new();
+    let (dir, _) = setup(&fake, "  nightly:\n    cron: \"30 0 * * *\"\n    overlap: skip\n");
+    let run = Pipecron::new().current_dir(dir.path()).env("TRIGGER_TOKEN", TOKEN).args(["check"]).run();
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("s.yaml:10:14: error: schedule 'nightly', key 'overlap': overlap: skip needs api_token"),
+        "{}",
+        run.stderr
+    );
+}

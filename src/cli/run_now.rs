@@ -84,7 +84,7 @@ fn report(name: &str, git_ref: &str, result: RunResult) -> Result<(), Error> {
             println!("pipeline {} created for '{name}' on {git_ref}: {url}", pipeline.id);
             Ok(())
         }
-        (Ending::Succeeded, None) => Ok(()),
+        (Ending::Succeeded, None) | (Ending::Skipped, _) => Ok(()),
         (Ending::Unknown, _) => Err(Error::Unknown(error)),
         (Ending::Failed, _) if result.retries_exhausted => Err(Error::GaveUp(error)),
         (Ending::Failed, _) => Err(Error::Refused(error)),

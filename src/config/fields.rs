@@ -16,11 +16,11 @@ use url::Url;
 use super::diag::{Reporter, clip, thousands};
 use super::interpolate::{Env, Interpolated, interpolate, is_var_name};
 use super::yaml::{Node, Pos, Value};
-use crate::schedule::{Api, Project, TokenSource};
+use crate::schedule::{Api, Overlap, Project, TokenSource};
 use crate::secret::{FileError, Secret};
 
 /// Every key a schedule may have. `defaults` may have all of them but `cron`.
-pub const KEYS: [&str; 23] = [
+pub const KEYS: [&str; 24] = [
     "cron",
     "timezone",
     "gitlab",
@@ -44,6 +44,7 @@ pub const KEYS: [&str; 23] = [
     "api_token",
     "api_token_file",
     "follow_timeout",
+    "overlap",
 ];
 
 /// The prefix of the variables pipecron adds to every trigger.
@@ -125,6 +126,7 @@ pub struct Fields {
     pub history_max_runs: Option<At<u64>>,
     pub api_credential: Option<At<Credential>>,
     pub follow_timeout: Option<At<Duration>>,
+    pub overlap: Option<At<Overlap>>,
 }
 
 impl Fields {
@@ -162,6 +164,7 @@ impl Fields {
             allow_http: or(self.allow_http, &defaults.allow_http),
             api_credential: or(self.api_credential, &defaults.api_credential),
             follow_timeout: or(self.follow_timeout, &defaults.follow_timeout),
+            overlap: or(self.overlap, &defaults.overlap),
         }
     }
 }
@@ -252,6 +255,7 @@ impl Reader<'_> {
             "history_retention" => f.history_retention = at(node.pos, history_retention(node)?),
             "history_max_runs" => f.history_max_runs = at(node.pos, history_max_runs(node)?),
             "api" => f.api = at(node.pos, api(text(node)?)?),
+            "overlap" => f.overlap = at(node.pos, overlap(text(node)?)?),
             "ca_file" => f.ca_file = at(node.pos, self.ca_file(node)?),
             other => return Err(format!("internal error: no reader for key '{other}'")),
         }
@@ -622,6 +626,17 @@ fn api(text: &str) -> Result<Api, String> {
         "v4" => Ok(Api::V4),
         "v3" => Ok(Api::V3),
         other => Err(format!("'{}' is not an API version; write v4, or v3 for GitLab older than 11", clip(other))),
+    }
+}
+
+fn overlap(text: &str) -> Result<Overlap, String> {
+    match text {
+        "allow" => Ok(Overlap::Allow),
+        "skip" => Ok(Overlap::Skip),
+        "cancel_previous" => Ok(Overlap::CancelPrevious),
+        other => {
+            Err(format!("'{}' is not an overlap rule; write allow (the default), skip or cancel_previous", clip(other)))
+        }
     }
 }
 

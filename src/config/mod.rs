@@ -370,6 +370,7 @@ mod resolve {
     use super::fields::{At, Fields, is_loopback};
     use super::yaml::Key;
     use super::{Api, CronExpr, MAX_INPUTS, MAX_VARIABLES, Schedule};
+    use crate::schedule::Overlap;
 
     pub fn resolve(
         name: &Key,
@@ -437,6 +438,21 @@ mod resolve {
                 "has no effect without api_token: pipelines are followed only with a token that can read them",
             );
         }
+        let overlap = f.overlap.map_or(Overlap::Allow, |o| {
+            if o.value != Overlap::Allow && f.api_credential.is_none() {
+                rep.error(
+                    o.pos,
+                    Some("overlap"),
+                    format!(
+                        "overlap: {} needs api_token, to know whether the previous pipeline still runs; add \
+                         api_token: ${{VAR}} (a token with the read_api scope{}) to this schedule or the file's defaults",
+                        o.value.as_str(),
+                        if o.value == Overlap::CancelPrevious { ", and the api scope to cancel" } else { "" }
+                    ),
+                );
+            }
+            o.value
+        });
         let api_token = f.api_credential.map(|credential| {
             Box::new(crate::schedule::ApiToken {
                 source: credential.value.source,
@@ -476,6 +492,7 @@ mod resolve {
             ca_file: f.ca_file.map(|a| a.value.into()),
             allow_http,
             api_token,
+            overlap,
         })
     }
 

@@ -85,6 +85,18 @@ pub struct Defaults {
     api_token_file: Option<String>,
     /// How long a pipeline is followed before it is recorded as timed out, such as 6h. Default 24h.
     follow_timeout: Option<Duration>,
+    /// While the previous pipeline still runs: allow (trigger anyway, the default), skip (send nothing), or
+    /// cancel_previous (cancel it first; needs the api scope). Needs api_token.
+    overlap: Option<OverlapRule>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum OverlapRule {
+    Allow,
+    Skip,
+    CancelPrevious,
 }
 
 #[derive(JsonSchema)]

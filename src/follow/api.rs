@@ -45,9 +45,12 @@ pub struct State {
     pub duration: Option<f64>,
 }
 
-/// Asks GitLab about one pipeline of a schedule's project.
+/// Asks GitLab about one pipeline of a schedule's project, and cancels one.
 pub trait PipelineApi: Send + Sync + 'static {
     fn pipeline(&self, schedule: &Schedule, id: u64) -> impl Future<Output = Answer> + Send;
+
+    /// Cancels a pipeline (`overlap: cancel_previous`); why not, if it was not.
+    fn cancel(&self, schedule: &Schedule, id: u64) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// The longest answer read: a pipeline's JSON is about 1 KB.
@@ -85,24 +88,45 @@ pub fn pipeline_url(schedule: &Schedule, id: u64) -> Url {
     url
 }
 
-impl PipelineApi for GitlabApi {
-    async fn pipeline(&self, schedule: &Schedule, id: u64) -> Answer {
+impl GitlabApi {
+    /// Sends `method` to `url` with the schedule's `api_token`, within its budget and `timeout`.
+    async fn send(&self, schedule: &Schedule, method: reqwest::Method, url: Url) -> Result<reqwest::Response, String> {
         let Some(token) = schedule.api_token.as_ref().and_then(|t| t.secret.as_ref()) else {
-            return Answer::Refused("the schedule has no api_token".into());
+            return Err(format!("schedule {} has no api_token", schedule.name));
         };
-        let url = pipeline_url(schedule, id);
         self.wait_turn(url.host_str().unwrap_or_default()).await;
-        let client = match self.client.client_for(schedule.ca_file.as_deref(), schedule.timeout) {
-            Ok(client) => client,
-            Err(error) => return Answer::Later { why: error.to_string(), wait: None },
-        };
-        let sent = client.get(url).timeout(schedule.timeout).header("PRIVATE-TOKEN", token.expose()).send().await;
+        let client =
+            self.client.client_for(schedule.ca_file.as_deref(), schedule.timeout).map_err(|e| e.to_string())?;
+        let sent = client.request(method, url).timeout(schedule.timeout).header("PRIVATE-TOKEN", token.expose());
+        sent.send().await.map_err(|error| format!("cannot reach {}: {}", host(schedule), root_cause(&error)))
+    }
+}
+
+impl PipelineApi for GitlabApi {
+    async fn cancel(&self, schedule: &Schedule, id: u64) -> Result<(), String> {
+        let mut url = pipeline_url(schedule, id);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("cancel");
+        }
+        let response = self.send(schedule, reqwest::Method::POST, url).await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            401 => Err(format!("GitLab refused schedule {}'s api_token (401)", schedule.name)),
+            403 => Err(format!(
+                "schedule {}'s api_token may not cancel pipelines (403): overlap: cancel_previous needs a token \
+                 with the api scope, and at least the Developer role",
+                schedule.name
+            )),
+            404 => Err(format!("GitLab answers 404 for pipeline {id}: it is gone, or the token cannot see it")),
+            status => Err(format!("GitLab answered {status}")),
+        }
+    }
+
+    async fn pipeline(&self, schedule: &Schedule, id: u64) -> Answer {
+        let sent = self.send(schedule, reqwest::Method::GET, pipeline_url(schedule, id)).await;
         let mut response = match sent {
             Ok(response) => response,
-            Err(error) => {
-                let why = format!("cannot ask {} about it: {}", host(schedule), root_cause(&error));
-                return Answer::Later { why, wait: None };
-            }
+            Err(why) => return Answer::Later { why, wait: None },
         };
         let status = response.status().as_u16();
         let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());

@@ -8,6 +8,7 @@
 //! in the store, so a restart, or another replica, picks up where this one stopped.
 
 pub mod api;
+pub mod overlap;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -18,7 +18,9 @@ use super::unrecorded::Unrecorded;
 use super::{LEAD, ON_TIME};
 use crate::clock::{Clock, Corrected};
 use crate::events::{Event, Events, Fired};
-use crate::schedule::Schedule;
+use crate::follow::overlap::{SlotGate, Verdict};
+use crate::run::Pipeline;
+use crate::schedule::{Overlap, Schedule};
 use crate::store::{Key, Replica, Run, RunStore, StoreError};
 use crate::trigger::{self, Attempt, Backoff, Ending, Overrides, Reason, RunResult, Trigger, TriggerRequest};
 
@@ -69,6 +71,8 @@ pub struct FireContext<S, T, C> {
     pub waiting: Arc<AtomicUsize>,
     pub events: Events,
     pub unrecorded: Arc<Unrecorded>,
+    /// The `overlap` rules, when the daemon checks them.
+    pub gate: Option<Arc<dyn SlotGate>>,
 }
 
 impl<S, T, C> Clone for FireContext<S, T, C> {
@@ -85,6 +89,7 @@ impl<S, T, C> Clone for FireContext<S, T, C> {
             waiting: self.waiting.clone(),
             events: self.events.clone(),
             unrecorded: self.unrecorded.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -117,6 +122,19 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
                 permit
             }
         };
+        if let Some(running) = self.skipped(&slot).await {
+            self.record(&slot.schedule.name, slot.at, &skipped(&running)).await;
+            let result = skipped(&running);
+            let fired = Fired {
+                schedule: slot.schedule.name.to_string(),
+                slot: slot.at,
+                reason: slot.reason,
+                result,
+                lateness_ms: 0,
+            };
+            self.events.publish(Event::Finished(&fired));
+            return;
+        }
         if !self.mark_sending(&slot).await {
             return;
         }
@@ -149,6 +167,15 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
         drop(permit);
         let fired = Fired { schedule: schedule.name.to_string(), slot: at, reason, result, lateness_ms };
         self.events.publish(Event::Finished(&fired));
+    }
+
+    /// The previous pipeline, if the slot's `overlap` rule says to send nothing while it runs.
+    async fn skipped(&self, slot: &Slot) -> Option<Pipeline> {
+        let gate = self.gate.as_ref().filter(|_| slot.stored && slot.schedule.overlap != Overlap::Allow)?;
+        match gate.at_slot(&slot.schedule).await {
+            Verdict::Skip(running) => Some(running),
+            Verdict::Fire => None,
+        }
     }
 
     /// Moves the slot's row to `sending`; false if it must not be sent: taken over by another replica, or so late
@@ -246,6 +273,12 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
             wait = (wait * 2).min(STORE_RETRY_CAP);
         }
     }
+}
+
+/// A slot not sent because `running` still runs.
+fn skipped(running: &Pipeline) -> RunResult {
+    let why = format!("skipped: pipeline #{} is still {} (overlap: skip)", running.id, running.status);
+    RunResult { pipeline: Some(running.clone()), ..RunResult::unanswered(Ending::Skipped, Some(why)) }
 }
 
 /// The pipeline a fire created, marked to be followed if its schedule has an `api_token` (see `crate::follow`).

@@ -113,6 +113,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
             waiting: Arc::default(),
             events: Events::default(),
             unrecorded: Arc::default(),
+            gate: None,
         };
         Scheduler {
             shared,
@@ -137,6 +138,11 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock> Scheduler<S, T, C> {
     }
 
     /// Publishes what happens to `events`.
+    /// Checks each slot's `overlap` rule with `gate` before it fires.
+    pub fn check_overlaps(&mut self, gate: Arc<dyn crate::follow::overlap::SlotGate>) {
+        self.shared.gate = Some(gate);
+    }
+
     pub fn publish_to(&mut self, events: Events) {
         self.shared.health = Arc::new(health::Health::new(events.clone()));
         self.shared.events = events;

@@ -42,6 +42,18 @@ pub struct Look {
     pub at: DateTime<Utc>,
 }
 
+/// A schedule's newest pipeline that is still followed: the one an `overlap` rule asks about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Previous {
+    pub slot: DateTime<Utc>,
+    pub pipeline: u64,
+    /// As last seen.
+    pub status: String,
+    pub web_url: Option<String>,
+    /// When GitLab was last asked; `None`: not yet.
+    pub polled_at: Option<DateTime<Utc>>,
+}
+
 /// Takes the followed pipelines that are due, records what looks found.
 pub trait Follows: Send + Sync {
     /// Takes up to `limit` pipelines due at `now`, each held for `hold`: nobody else takes them meanwhile.
@@ -57,6 +69,25 @@ pub trait Follows: Send + Sync {
 
     /// Records a look; `Ok(false)` if the hold had passed and someone else took the pipeline.
     fn record_look(&self, follow: &Follow, look: &Look) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The schedule's newest pipeline still followed, if any.
+    fn previous_pipeline(&self, schedule: &str) -> impl Future<Output = Result<Option<Previous>, StoreError>> + Send;
+}
+
+pub(super) const PREVIOUS: &str = "SELECT slot, pipeline_id, pipeline_status, web_url, polled_at FROM runs
+    WHERE schedule = $1 AND follow_at IS NOT NULL ORDER BY slot DESC LIMIT 1";
+
+/// A row `PREVIOUS` returned: (slot, pipeline, status, web_url, polled_at).
+type PreviousRow = (i64, i64, Option<String>, Option<String>, Option<i64>);
+
+fn previous((slot, pipeline, status, web_url, polled_at): PreviousRow) -> Previous {
+    Previous {
+        slot: instant(slot),
+        pipeline: pipeline as u64,
+        status: status.unwrap_or_default(),
+        web_url,
+        polled_at: polled_at.map(instant),
+    }
 }
 
 pub(super) const NEXT: &str = "SELECT MIN(follow_at) FROM runs WHERE follow_at IS NOT NULL";
@@ -134,6 +165,20 @@ impl Follows for SqliteStore {
         })
         .await
     }
+
+    async fn previous_pipeline(&self, schedule: &str) -> Result<Option<Previous>, StoreError> {
+        let schedule = schedule.to_string();
+        let row = self
+            .with(move |c| {
+                use rusqlite::OptionalExtension;
+                let mut statement = c.prepare_cached(PREVIOUS)?;
+                statement
+                    .query_row([schedule], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                    .optional()
+            })
+            .await?;
+        Ok(row.map(previous))
+    }
 }
 
 impl Follows for PostgresStore {
@@ -178,6 +223,11 @@ impl Follows for PostgresStore {
             .await?;
         Ok(changed == 1)
     }
+
+    async fn previous_pipeline(&self, schedule: &str) -> Result<Option<Previous>, StoreError> {
+        let rows = self.query(PREVIOUS, &[&schedule]).await?;
+        Ok(rows.first().map(|r| previous((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))))
+    }
 }
 
 impl Follows for Store {
@@ -199,6 +249,13 @@ impl Follows for Store {
         match self {
             Store::Sqlite(s) => s.record_look(follow, look).await,
             Store::Postgres(s) => s.record_look(follow, look).await,
+        }
+    }
+
+    async fn previous_pipeline(&self, schedule: &str) -> Result<Option<Previous>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.previous_pipeline(schedule).await,
+            Store::Postgres(s) => s.previous_pipeline(schedule).await,
         }
     }
 }

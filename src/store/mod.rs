@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use follows::{Follow, Follows, Look};
+pub use follows::{Follow, Follows, Look, Previous};
 pub use location::StateLocation;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -57,7 +57,8 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN follow_at BIGINT;
     ALTER TABLE runs ADD COLUMN follow_polls INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN polled_at BIGINT;
-    CREATE INDEX runs_following ON runs (follow_at) WHERE follow_at IS NOT NULL;",
+    CREATE INDEX runs_following ON runs (follow_at) WHERE follow_at IS NOT NULL;
+    CREATE INDEX runs_followed ON runs (schedule, slot) WHERE follow_at IS NOT NULL;",
 ];
 
 /// The columns of a run, in the order `Run` is read.
@@ -131,8 +132,9 @@ pub fn hot_queries() -> Vec<(&'static str, String, &'static [&'static str])> {
         ("migrate-state: a batch", export(), &[SLOT, NAME, LIMIT]),
         ("retention: the cap", NTH_NEWEST.to_string(), &[NAME, LIMIT]),
         ("retention: pruning", PRUNE.to_string(), &[NAME, SLOT, LIMIT]),
-        ("follow: the pipelines due", super::follows::PICK.to_string(), &[SLOT, LIMIT]),
+        ("follow: the pipelines due", super::follows::PICK.to_string(), &["0", SLOT, LIMIT]),
         ("follow: the next due", super::follows::NEXT.to_string(), &[]),
+        ("overlap: the pipeline still followed", super::follows::PREVIOUS.to_string(), &[NAME]),
     ]
 }
 

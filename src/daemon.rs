@@ -21,6 +21,7 @@ use crate::follow::Follower;
 use crate::follow::api::GitlabApi;
 use crate::follow::overlap::Overlaps;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::scheduler::{Options, Scheduler};
 use crate::secret::Secret;
 use crate::server::{Admin, ConfigHealth, Live};
@@ -77,14 +78,17 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let config_health = Arc::new(ConfigHealth::default());
     let kick = Arc::new(tokio::sync::Notify::new());
+    let (news_tx, news_rx) = crate::notify::queue();
     let mut listeners: Vec<Arc<dyn Listener>> = vec![
         Arc::new(Log { dry_run: config.dry_run }),
         metrics.clone(),
         config_health.clone(),
         Arc::new(crate::follow::Kick(kick.clone())),
     ];
-    if config.dry_run {
-        listeners.push(Arc::new(PrintRequests));
+    match config.dry_run {
+        true => listeners.push(Arc::new(PrintRequests)),
+        // A dry run fails nothing, so it tells nothing.
+        false => listeners.push(Arc::new(crate::notify::Heard::new(news_tx))),
     }
     let events = Events::new(listeners);
 
@@ -109,6 +113,9 @@ pub async fn run(config: Config) -> Result<(), Error> {
         scheduler.check_overlaps(Arc::new(Overlaps { store: store.clone(), api: api.clone() }));
         let follower = Follower { store: store.clone(), api, schedules: live_rx.clone(), events: events.clone(), kick };
         peers.spawn(follower.run(stop.clone()));
+        let client = GitlabClient::new()?.client_for(None, std::time::Duration::from_secs(10))?;
+        let notifier = Notifier { store: store.clone(), client, news: news_rx, schedules: live_rx.clone() };
+        peers.spawn(notifier.run(stop.clone()));
     }
     if let Some(listener) = listener {
         let addr = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());

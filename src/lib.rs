@@ -14,6 +14,7 @@ pub mod events;
 pub mod follow;
 pub mod import;
 pub mod metrics;
+pub mod notify;
 pub mod page;
 pub mod quote;
 pub mod reload;

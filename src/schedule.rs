@@ -53,6 +53,67 @@ pub struct Schedule {
     pub api_token: Option<Box<ApiToken>>,
     /// What a slot does while the schedule's previous pipeline still runs.
     pub overlap: Overlap,
+    /// Where to send notices of its failures and recoveries; shared with the other schedules of its file when
+    /// written in `defaults`.
+    pub notify: Arc<[Webhook]>,
+}
+
+/// A webhook that hears of a schedule's failures and recoveries (`notify`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    /// The URL, which may hold a secret (Slack's does); `None` when secrets were not resolved.
+    pub url: Option<Secret>,
+    /// The URL as it may be shown: its scheme and host.
+    pub shown: Box<str>,
+    /// The outcomes it is told of.
+    pub on: Box<[Outcome]>,
+    pub format: NoticeFormat,
+}
+
+/// An outcome a webhook may be told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Failed,
+    Unknown,
+    Missed,
+    Skipped,
+    PipelineFailed,
+    PipelineTimedOut,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Failed,
+        Outcome::Unknown,
+        Outcome::Missed,
+        Outcome::Skipped,
+        Outcome::PipelineFailed,
+        Outcome::PipelineTimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Failed => "failed",
+            Outcome::Unknown => "unknown",
+            Outcome::Missed => "missed",
+            Outcome::Skipped => "skipped",
+            Outcome::PipelineFailed => "pipeline_failed",
+            Outcome::PipelineTimedOut => "pipeline_timed_out",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+/// How a notice is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeFormat {
+    /// `{"text": …}`, which Slack, Mattermost and Microsoft Teams incoming webhooks take.
+    Text,
+    /// Every field, for a receiver of one's own.
+    Json,
 }
 
 /// What a slot does while the schedule's previous pipeline still runs (`overlap`); all but `Allow` need an

@@ -16,11 +16,11 @@ use url::Url;
 use super::diag::{Reporter, clip, thousands};
 use super::interpolate::{Env, Interpolated, interpolate, is_var_name};
 use super::yaml::{Node, Pos, Value};
-use crate::schedule::{Api, Overlap, Project, TokenSource};
+use crate::schedule::{Api, NoticeFormat, Outcome, Overlap, Project, TokenSource, Webhook};
 use crate::secret::{FileError, Secret};
 
 /// Every key a schedule may have. `defaults` may have all of them but `cron`.
-pub const KEYS: [&str; 24] = [
+pub const KEYS: [&str; 25] = [
     "cron",
     "timezone",
     "gitlab",
@@ -45,6 +45,7 @@ pub const KEYS: [&str; 24] = [
     "api_token_file",
     "follow_timeout",
     "overlap",
+    "notify",
 ];
 
 /// The prefix of the variables pipecron adds to every trigger.
@@ -127,6 +128,7 @@ pub struct Fields {
     pub api_credential: Option<At<Credential>>,
     pub follow_timeout: Option<At<Duration>>,
     pub overlap: Option<At<Overlap>>,
+    pub notify: Option<At<Arc<[Webhook]>>>,
 }
 
 impl Fields {
@@ -165,6 +167,7 @@ impl Fields {
             api_credential: or(self.api_credential, &defaults.api_credential),
             follow_timeout: or(self.follow_timeout, &defaults.follow_timeout),
             overlap: or(self.overlap, &defaults.overlap),
+            notify: or(self.notify, &defaults.notify),
         }
     }
 }
@@ -256,6 +259,7 @@ impl Reader<'_> {
             "history_max_runs" => f.history_max_runs = at(node.pos, history_max_runs(node)?),
             "api" => f.api = at(node.pos, api(text(node)?)?),
             "overlap" => f.overlap = at(node.pos, overlap(text(node)?)?),
+            "notify" => f.notify = at(node.pos, self.notify(node, rep)?),
             "ca_file" => f.ca_file = at(node.pos, self.ca_file(node)?),
             other => return Err(format!("internal error: no reader for key '{other}'")),
         }
@@ -285,6 +289,73 @@ impl Reader<'_> {
             return Err(format!("{shown} holds a NUL character (\\0), which GitLab cannot store; remove it"));
         }
         Ok(found)
+    }
+
+    /// `notify`: a list of webhooks. A webhook that is wrong is reported, and the others are kept.
+    fn notify(&self, node: &Node, rep: &mut Reporter) -> Result<Arc<[Webhook]>, String> {
+        let Value::Seq(items) = &node.value else {
+            return Err(format!(
+                "expected a list of webhooks, each such as {{url: ${{CHAT_WEBHOOK}}, on: [failed, missed]}}, found {}",
+                node.value.kind()
+            ));
+        };
+        let mut hooks = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("notify[{i}]");
+            match self.webhook(item, &path, rep) {
+                Ok(Some(hook)) => hooks.push(hook),
+                Ok(None) => {}
+                Err(message) => rep.error(item.pos, Some(&path), message),
+            }
+        }
+        Ok(hooks.into())
+    }
+
+    /// One webhook; `None` when one of its keys was wrong (and reported).
+    fn webhook(&self, node: &Node, path: &str, rep: &mut Reporter) -> Result<Option<Webhook>, String> {
+        let Value::Map(entries) = &node.value else {
+            return Err(format!(
+                "expected a mapping with url, and on and format if wanted, found {}",
+                node.value.kind()
+            ));
+        };
+        let (mut url, mut on, mut format, mut wrong) = (None, Outcome::ALL.to_vec(), NoticeFormat::Text, false);
+        for (key, value) in entries {
+            let read = match key.name.as_str() {
+                "url" => self.webhook_url(value).map(|u| url = Some(u)),
+                "on" => outcomes(value).map(|o| on = o),
+                "format" => notice_format(value).map(|f| format = f),
+                other => Err(unknown_key(other, &["url", "on", "format"])),
+            };
+            if let Err(message) = read {
+                rep.error(value.pos, Some(&format!("{path}.{}", key.name)), message);
+                wrong = true;
+            }
+        }
+        let Some((secret, shown)) = url else {
+            return match wrong {
+                true => Ok(None),
+                false => Err("the webhook has no url; add url: ${CHAT_WEBHOOK}".into()),
+            };
+        };
+        Ok((!wrong).then(|| Webhook { url: secret, shown: shown.into(), on: on.into(), format }))
+    }
+
+    /// A webhook's URL, which is shown only as its scheme and host: the rest often is its secret.
+    fn webhook_url(&self, node: &Node) -> Result<(Option<Secret>, String), String> {
+        let found = self.interpolated(node, MAX_TEXT, "a URL")?;
+        if !found.resolved {
+            return Ok((None, format!("${{{}}}", found.vars.join("}${"))));
+        }
+        let hint = "write the incoming webhook's URL, such as https://chat.example.com/hooks/…, normally as ${VAR}";
+        let shown_raw = if found.vars.is_empty() { clip(&found.text) } else { "the URL".into() };
+        let url =
+            Url::parse(found.text.trim()).map_err(|e| format!("'{shown_raw}' is not an absolute URL ({e}); {hint}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!("a webhook is an http(s) URL with a host; {hint}"));
+        }
+        let shown = format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or_default());
+        Ok((Some(Secret::new(url.to_string())), shown))
     }
 
     /// Free text, shown in lists and on the status page: no control characters but tabs and line breaks.
@@ -626,6 +697,36 @@ fn api(text: &str) -> Result<Api, String> {
         "v4" => Ok(Api::V4),
         "v3" => Ok(Api::V3),
         other => Err(format!("'{}' is not an API version; write v4, or v3 for GitLab older than 11", clip(other))),
+    }
+}
+
+/// `on`: the outcomes a webhook is told of, each once.
+fn outcomes(node: &Node) -> Result<Vec<Outcome>, String> {
+    let all = Outcome::ALL.map(Outcome::as_str).join(", ");
+    let Value::Seq(items) = &node.value else {
+        return Err(format!("expected a list such as [failed, missed], of: {all}"));
+    };
+    let mut found = Vec::with_capacity(items.len());
+    for item in items {
+        let name = text(item)?;
+        let outcome =
+            Outcome::parse(name).ok_or_else(|| format!("'{}' is not an outcome; write any of: {all}", clip(name)))?;
+        if !found.contains(&outcome) {
+            found.push(outcome);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn notice_format(node: &Node) -> Result<NoticeFormat, String> {
+    match text(node)? {
+        "text" => Ok(NoticeFormat::Text),
+        "json" => Ok(NoticeFormat::Json),
+        other => Err(format!(
+            "'{}' is not a notice format; write text ({{\"text\": …}}, for Slack, Mattermost and Teams) or json",
+            clip(other)
+        )),
     }
 }
 

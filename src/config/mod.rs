@@ -493,6 +493,7 @@ mod resolve {
             allow_http,
             api_token,
             overlap,
+            notify: f.notify.map_or_else(|| Arc::from([]), |n| n.value),
         })
     }
 

@@ -88,6 +88,41 @@ pub struct Defaults {
     /// While the previous pipeline still runs: allow (trigger anyway, the default), skip (send nothing), or
     /// cancel_previous (cancel it first; needs the api scope). Needs api_token.
     overlap: Option<OverlapRule>,
+    /// Webhooks told once when the schedule starts failing and once when it recovers.
+    notify: Option<Vec<NotifyWebhook>>,
+}
+
+/// A webhook of `notify`.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct NotifyWebhook {
+    /// The incoming webhook's URL, normally ${VAR}; shown only as its scheme and host.
+    url: String,
+    /// The outcomes to tell of. Default all six.
+    on: Option<Vec<NoticeOutcome>>,
+    /// text ({"text": …}, for Slack, Mattermost and Teams; the default) or json (every field).
+    format: Option<NoticeFormatName>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum NoticeOutcome {
+    Failed,
+    Unknown,
+    Missed,
+    Skipped,
+    PipelineFailed,
+    PipelineTimedOut,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum NoticeFormatName {
+    Text,
+    Json,
 }
 
 #[derive(JsonSchema)]

@@ -10,6 +10,7 @@
 
 mod follows;
 mod location;
+mod notices;
 mod postgres;
 mod postgres_tls;
 mod schema;
@@ -26,6 +27,7 @@ use chrono::{DateTime, Utc};
 
 pub use follows::{Follow, Follows, Look, Previous};
 pub use location::StateLocation;
+pub use notices::Notices;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[&str] = &[
     // Following pipelines to their end: how the pipeline ended, and when it is next asked about. `follow_at` is
     // also a lease: a replica that takes a pipeline to poll pushes it ahead, and writes back only while it is still
     // the value it set, so that one replica at a time polls each pipeline and a dead one's are taken up again.
+    // `notices` holds each schedule that is failing, since when: one notice per change, whichever replica sees it.
     "ALTER TABLE runs ADD COLUMN pipeline_finished_at BIGINT;
     ALTER TABLE runs ADD COLUMN pipeline_duration BIGINT;
     ALTER TABLE runs ADD COLUMN followed TEXT;
@@ -58,7 +59,14 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN follow_polls INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN polled_at BIGINT;
     CREATE INDEX runs_following ON runs (follow_at) WHERE follow_at IS NOT NULL;
-    CREATE INDEX runs_followed ON runs (schedule, slot) WHERE follow_at IS NOT NULL;",
+    CREATE INDEX runs_followed ON runs (schedule, slot) WHERE follow_at IS NOT NULL;
+    CREATE TABLE notices (
+        schedule TEXT   NOT NULL,
+        track    TEXT   NOT NULL,
+        outcome  TEXT   NOT NULL,
+        since    BIGINT NOT NULL,
+        PRIMARY KEY (schedule, track)
+    );",
 ];
 
 /// The columns of a run, in the order `Run` is read.

@@ -1,0 +1,335 @@
+//! Notices to webhooks (`notify`): once when a schedule starts failing, once when it recovers.
+//!
+//! The daemon's events are heard by `Heard`, which passes on, without waiting, what happened to a schedule that has
+//! webhooks: a fire succeeded or failed (failed, unknown, skipped), slots were missed, a followed pipeline passed or
+//! failed (or timed out). The notifier task records the change in the store (see `store::Notices`), and only a
+//! change is told: "failing since 03:00", then "recovered". Sending never holds up a fire: a full queue drops the
+//! news with a warning, and each webhook is tried three times at most. A notice never holds a token; a webhook's
+//! URL is never logged beyond its host.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, Listener};
+use crate::run::{Ending, Followed, Pipeline};
+use crate::schedule::{NoticeFormat, Outcome, Schedule, Webhook};
+use crate::store::Notices;
+
+/// News waiting to be handled, at most: a burst of failures past this is dropped (and said so), never waited on.
+const QUEUE: usize = 10_000;
+/// Webhook requests under way at once.
+const SENDING: usize = 4;
+/// How long one webhook request may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries of one notice to one webhook, with a wait of 2 s, then 10 s, between them.
+const WAITS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(10)];
+
+/// Which of a schedule's outcomes it is: its fires, or its pipelines. Each track fails and recovers on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    Fires,
+    Pipelines,
+}
+
+impl Track {
+    fn as_str(self) -> &'static str {
+        match self {
+            Track::Fires => "fires",
+            Track::Pipelines => "pipelines",
+        }
+    }
+}
+
+/// Something that happened to a schedule with webhooks.
+#[derive(Debug, Clone)]
+pub struct News {
+    pub schedule: String,
+    pub track: Track,
+    /// `None`: it went well.
+    pub bad: Option<Outcome>,
+    pub slot: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+    /// The error, or what the pipeline did.
+    pub detail: Option<String>,
+    pub pipeline: Option<Pipeline>,
+}
+
+/// Hears the daemon's events and queues the news of schedules that have webhooks.
+pub struct Heard {
+    queue: mpsc::Sender<News>,
+    /// The names of the schedules with webhooks, as last loaded.
+    notified: Mutex<HashSet<Arc<str>>>,
+}
+
+impl Heard {
+    pub fn new(queue: mpsc::Sender<News>) -> Heard {
+        Heard { queue, notified: Mutex::default() }
+    }
+
+    fn wanted(&self, schedule: &str) -> bool {
+        self.notified.lock().unwrap_or_else(|p| p.into_inner()).contains(schedule)
+    }
+
+    fn pass_on(&self, news: News) {
+        if let Err(mpsc::error::TrySendError::Full(news)) = self.queue.try_send(news) {
+            tracing::warn!(schedule = news.schedule, "too many notices waiting; this one is dropped");
+        }
+    }
+}
+
+impl Listener for Heard {
+    fn on(&self, event: &Event<'_>) {
+        let news = match event {
+            Event::Loaded { schedules } => {
+                let names = schedules.iter().filter(|s| !s.notify.is_empty()).map(|s| s.name.clone()).collect();
+                *self.notified.lock().unwrap_or_else(|p| p.into_inner()) = names;
+                return;
+            }
+            Event::Finished(fired) => {
+                let bad = match fired.result.ending {
+                    Ending::Succeeded => None,
+                    Ending::Failed => Some(Outcome::Failed),
+                    Ending::Unknown => Some(Outcome::Unknown),
+                    Ending::Skipped => Some(Outcome::Skipped),
+                };
+                News {
+                    schedule: fired.schedule.clone(),
+                    track: Track::Fires,
+                    bad,
+                    slot: Some(fired.slot),
+                    at: Utc::now(),
+                    detail: fired.result.error.clone(),
+                    pipeline: fired.result.pipeline.clone().filter(|_| bad.is_none()),
+                }
+            }
+            Event::Missed { schedule, slots } => News {
+                schedule: schedule.to_string(),
+                track: Track::Fires,
+                bad: Some(Outcome::Missed),
+                slot: None,
+                at: Utc::now(),
+                detail: Some(format!("{slots} slot(s) missed: pipecron was down past catch_up, or the clock jumped")),
+                pipeline: None,
+            },
+            Event::PipelineEnded(ended) => {
+                let pipeline = &ended.pipeline;
+                let bad = match (pipeline.followed, pipeline.status.as_str()) {
+                    (Some(Followed::Ended), "success") => None,
+                    (Some(Followed::Ended), "failed") => Some(Outcome::PipelineFailed),
+                    (Some(Followed::TimedOut), _) => Some(Outcome::PipelineTimedOut),
+                    // Cancelled, skipped, waiting for a person, or not followed to its end: neither passed nor failed.
+                    _ => return,
+                };
+                News {
+                    schedule: ended.schedule.clone(),
+                    track: Track::Pipelines,
+                    bad,
+                    slot: Some(ended.slot),
+                    at: Utc::now(),
+                    detail: pipeline.note.clone(),
+                    pipeline: Some(pipeline.clone()),
+                }
+            }
+            _ => return,
+        };
+        if self.wanted(&news.schedule) {
+            self.pass_on(news);
+        }
+    }
+}
+
+/// The notifier, a peer of the scheduler in the daemon.
+pub struct Notifier<S> {
+    pub store: Arc<S>,
+    pub client: reqwest::Client,
+    pub news: mpsc::Receiver<News>,
+    pub schedules: watch::Receiver<Vec<Arc<Schedule>>>,
+}
+
+/// A new queue for `Heard` and `Notifier`.
+pub fn queue() -> (mpsc::Sender<News>, mpsc::Receiver<News>) {
+    mpsc::channel(QUEUE)
+}
+
+impl<S: Notices + 'static> Notifier<S> {
+    /// Handles news until `stop`; notices under way are let finish for a few seconds.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let sending = Arc::new(Semaphore::new(SENDING));
+        let mut by_name: HashMap<Arc<str>, Arc<Schedule>> = HashMap::new();
+        loop {
+            let news = tokio::select! {
+                _ = stop.cancelled() => break,
+                news = self.news.recv() => match news {
+                    Some(news) => news,
+                    None => break,
+                },
+            };
+            if self.schedules.has_changed().unwrap_or(true) || by_name.is_empty() {
+                let schedules = self.schedules.borrow_and_update();
+                by_name =
+                    schedules.iter().filter(|s| !s.notify.is_empty()).map(|s| (s.name.clone(), s.clone())).collect();
+            }
+            let Some(schedule) = by_name.get(news.schedule.as_str()).cloned() else { continue };
+            let Some(notice) = self.change(&schedule, news).await else { continue };
+            for hook in schedule.notify.iter().filter(|hook| hook.on.contains(&notice.outcome)) {
+                let Ok(permit) = sending.clone().acquire_owned().await else { return };
+                let (client, hook, notice) = (self.client.clone(), hook.clone(), notice.clone());
+                tokio::spawn(async move {
+                    send(&client, &hook, &notice).await;
+                    drop(permit);
+                });
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), sending.acquire_many(SENDING as u32)).await;
+    }
+
+    /// The notice this news makes, if it changes the schedule's state.
+    async fn change(&self, schedule: &Schedule, news: News) -> Option<Notice> {
+        let track = news.track.as_str();
+        let changed = match news.bad {
+            Some(outcome) => {
+                let since = news.slot.unwrap_or(news.at);
+                match self.store.start_failing(&schedule.name, track, outcome.as_str(), since).await {
+                    Ok(true) => Some((outcome, since, false)),
+                    Ok(false) => None,
+                    Err(error) => {
+                        tracing::warn!(schedule = %schedule.name, %error, "cannot record a failure for its notices");
+                        None
+                    }
+                }
+            }
+            None => match self.store.recover(&schedule.name, track).await {
+                Ok(Some((outcome, since))) => Outcome::parse(&outcome).map(|o| (o, since, true)),
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(schedule = %schedule.name, %error, "cannot record a recovery for its notices");
+                    None
+                }
+            },
+        };
+        let (outcome, since, recovered) = changed?;
+        Some(Notice {
+            schedule: schedule.name.to_string(),
+            project: schedule.project.to_string(),
+            git_ref: schedule.git_ref.to_string(),
+            outcome,
+            since,
+            recovered,
+            news,
+        })
+    }
+}
+
+/// A change to tell.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub schedule: String,
+    pub project: String,
+    pub git_ref: String,
+    /// What it failed of (for a recovery: what it had failed of).
+    pub outcome: Outcome,
+    pub since: DateTime<Utc>,
+    pub recovered: bool,
+    pub news: News,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Notice {
+    /// One line, as a person reads it in a chat.
+    pub fn text(&self) -> String {
+        let Notice { schedule, project, git_ref, outcome, since, recovered, news } = self;
+        let what = match news.track {
+            Track::Fires => "its triggers",
+            Track::Pipelines => "its pipelines",
+        };
+        let pipeline = news.pipeline.as_ref().map(|p| {
+            let url = p.web_url.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+            format!(" {}{url}", p.badge())
+        });
+        let text = match recovered {
+            true => format!(
+                "pipecron: schedule {schedule} ({project} on {git_ref}) recovered: {what} are fine again at {} after \
+                 failing since {} ({}).{}",
+                time(news.at),
+                time(*since),
+                outcome.as_str(),
+                pipeline.unwrap_or_default()
+            ),
+            false => format!(
+                "pipecron: schedule {schedule} ({project} on {git_ref}) is failing since {}: {}{}{}",
+                time(*since),
+                outcome.as_str(),
+                news.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
+                pipeline.unwrap_or_default()
+            ),
+        };
+        crate::secret::mask_tokens(&text).into_owned()
+    }
+
+    /// Every field, for a receiver of one's own.
+    pub fn json(&self) -> serde_json::Value {
+        let news = &self.news;
+        let detail = news.detail.as_deref().map(|d| crate::secret::mask_tokens(d).into_owned());
+        json!({
+            "schedule": self.schedule,
+            "project": self.project,
+            "ref": self.git_ref,
+            "event": if self.recovered { "recovered" } else { "failing" },
+            "track": news.track.as_str(),
+            "outcome": self.outcome.as_str(),
+            "since": time(self.since),
+            "at": time(news.at),
+            "slot": news.slot.map(time),
+            "detail": detail,
+            "pipeline": news.pipeline,
+            "text": self.text(),
+        })
+    }
+
+    fn body(&self, format: NoticeFormat) -> serde_json::Value {
+        match format {
+            NoticeFormat::Text => json!({ "text": self.text() }),
+            NoticeFormat::Json => self.json(),
+        }
+    }
+}
+
+/// Posts the notice, retrying what may pass: a network error, 429 or a 5xx.
+async fn send(client: &reqwest::Client, hook: &Webhook, notice: &Notice) {
+    let Some(url) = &hook.url else { return };
+    let body = notice.body(hook.format);
+    for wait in WAITS.iter().map(Some).chain([None]) {
+        let request =
+            client.post(url.expose()).timeout(TIMEOUT).header(reqwest::header::CONTENT_TYPE, "application/json");
+        let sent = request.body(body.to_string()).send().await;
+        let why = match sent {
+            Ok(answer) if answer.status().is_success() => {
+                tracing::info!(schedule = notice.schedule, webhook = %hook.shown, recovered = notice.recovered, "notice sent");
+                return;
+            }
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                if !(status == 429 || status >= 500) {
+                    tracing::warn!(schedule = notice.schedule, webhook = %hook.shown, status, "the webhook refused the notice");
+                    return;
+                }
+                format!("it answered {status}")
+            }
+            Err(error) => crate::trigger::client::root_cause(&error),
+        };
+        let Some(wait) = wait else {
+            tracing::warn!(schedule = notice.schedule, webhook = %hook.shown, why, "cannot send the notice; giving up");
+            return;
+        };
+        tokio::time::sleep(*wait).await;
+    }
+}

@@ -1,0 +1,103 @@
+//! Which schedules are failing, since when: so that a webhook hears once that a schedule fails and once that it
+//! recovered, not once per slot, whichever replica fired the slots and across restarts.
+//!
+//! A schedule has two tracks, its fires and its pipelines, each failing or not: a nightly whose trigger succeeds and
+//! whose pipeline fails is failing on one track only, and does not flap between the two. Starting to fail is an
+//! INSERT that does nothing if the row is there, recovering a DELETE that returns the row: whoever changed it sends
+//! the notice.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use super::{PostgresStore, SqliteStore, Store, StoreError, instant, millis};
+
+const FAIL: &str =
+    "INSERT INTO notices (schedule, track, outcome, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+const RECOVER: &str = "DELETE FROM notices WHERE schedule = $1 AND track = $2 RETURNING outcome, since";
+
+pub trait Notices: Send + Sync {
+    /// Marks the schedule's `track` failing since `since` because of `outcome`; `true` if it was not already.
+    fn start_failing(
+        &self,
+        schedule: &str,
+        track: &str,
+        outcome: &str,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks the schedule's `track` recovered: what it was failing of, and since when, if it was.
+    fn recover(
+        &self,
+        schedule: &str,
+        track: &str,
+    ) -> impl Future<Output = Result<Option<(String, DateTime<Utc>)>, StoreError>> + Send;
+}
+
+impl Notices for SqliteStore {
+    async fn start_failing(
+        &self,
+        schedule: &str,
+        track: &str,
+        outcome: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (schedule, track, outcome) = (schedule.to_string(), track.to_string(), outcome.to_string());
+        self.with(move |c| {
+            Ok(c.prepare_cached(FAIL)?.execute(rusqlite::params![schedule, track, outcome, millis(since)])? == 1)
+        })
+        .await
+    }
+
+    async fn recover(&self, schedule: &str, track: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let (schedule, track) = (schedule.to_string(), track.to_string());
+        let row = self
+            .with(move |c| {
+                c.prepare_cached(RECOVER)?
+                    .query_row([schedule, track], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()
+            })
+            .await?;
+        Ok(row.map(|(outcome, since)| (outcome, instant(since))))
+    }
+}
+
+impl Notices for PostgresStore {
+    async fn start_failing(
+        &self,
+        schedule: &str,
+        track: &str,
+        outcome: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(FAIL, &[&schedule, &track, &outcome, &millis(since)]).await? == 1)
+    }
+
+    async fn recover(&self, schedule: &str, track: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        let rows = self.query(RECOVER, &[&schedule, &track]).await?;
+        Ok(rows.first().map(|r| (r.get::<_, String>(0), instant(r.get::<_, i64>(1)))))
+    }
+}
+
+impl Notices for Store {
+    async fn start_failing(
+        &self,
+        schedule: &str,
+        track: &str,
+        outcome: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.start_failing(schedule, track, outcome, since).await,
+            Store::Postgres(s) => s.start_failing(schedule, track, outcome, since).await,
+        }
+    }
+
+    async fn recover(&self, schedule: &str, track: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.recover(schedule, track).await,
+            Store::Postgres(s) => s.recover(schedule, track).await,
+        }
+    }
+}

@@ -111,6 +111,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     if !config.dry_run {
         let api = Arc::new(GitlabApi::new(GitlabClient::new()?, config.api_rate));
         scheduler.check_overlaps(Arc::new(Overlaps { store: store.clone(), api: api.clone() }));
+        peers.spawn(crate::follow::tokens::watch(api.clone(), store.clone(), live_rx.clone(), stop.clone()));
         let follower = Follower { store: store.clone(), api, schedules: live_rx.clone(), events: events.clone(), kick };
         peers.spawn(follower.run(stop.clone()));
         let client = GitlabClient::new()?.client_for(None, std::time::Duration::from_secs(10))?;

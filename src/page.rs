@@ -53,6 +53,8 @@ pub struct Row<'a> {
     pub last: Option<&'a Run>,
     /// Its next slot (None: paused or never fires).
     pub next: Option<DateTime<Tz>>,
+    /// What the daemon's daily look found of its trigger token (schedules with an `api_token`).
+    pub token: Option<&'a crate::store::TokenNote>,
 }
 
 /// The overview's filter and page: `?q=` matches name, description, project or ref (case-insensitive substring),
@@ -220,7 +222,7 @@ fn overview_row(row: &Row<'_>, now: DateTime<Utc>) -> Markup {
                 code.nowrap { (schedule.cron.source()) }
                 div.muted { (schedule.timezone.name()) }
             }
-            td data-label="Token" { code.nowrap { (masked_token(schedule)) } }
+            td data-label="Token" { (token(row)) }
         }
     }
 }
@@ -302,7 +304,7 @@ pub fn schedule(
         }
 
         h2 { "Settings" }
-        (settings(schedule))
+        (settings(row))
 
         h2 { "Next runs" }
         (next_runs(schedule, next, header.now))
@@ -340,8 +342,24 @@ pub fn schedule(
     layout(header, &schedule.name, Some(&format!("/api/v1/schedules/{}", path_segment(&schedule.name))), body)
 }
 
+/// The trigger token, masked, with its expiry and what needs doing about it, when the daemon has looked.
+fn token(row: &Row<'_>) -> Markup {
+    html! {
+        code.nowrap { (masked_token(row.schedule)) }
+        @if let Some(note) = row.token {
+            @if let Some(expires) = note.expires_at {
+                div.muted { "expires " (expires.format("%Y-%m-%d")) }
+            }
+            @if let Some(warning) = &note.warning {
+                div.detail.warn title=(note.summary) { (warning) }
+            }
+        }
+    }
+}
+
 /// The schedule's settings, as pipecron runs them.
-fn settings(schedule: &Schedule) -> Markup {
+fn settings(row: &Row<'_>) -> Markup {
+    let schedule = row.schedule;
     let duration = crate::duration::format;
     html! {
         dl.settings {
@@ -356,7 +374,7 @@ fn settings(schedule: &Schedule) -> Markup {
                     Api::V3 => "v3 (GitLab before 11)",
                 }
             }
-            dt { "Token" } dd { code { (masked_token(schedule)) } }
+            dt { "Token" } dd { (token(row)) }
             dt { "Variables" } dd {
                 @if schedule.variables.is_empty() {
                     span.muted { "none" }
@@ -992,7 +1010,7 @@ schedules:
     }
 
     fn row<'a>(schedule: &'a Schedule, last: Option<&'a Run>, now: DateTime<Utc>) -> Row<'a> {
-        Row { schedule, last, next: schedule.enabled.then(|| schedule.next_after(now)).flatten() }
+        Row { schedule, last, next: schedule.enabled.then(|| schedule.next_after(now)).flatten(), token: None }
     }
 
     fn overview_of(last: &Run) -> String {

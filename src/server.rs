@@ -175,7 +175,11 @@ async fn schedules(State(live): State<Live>) -> Response {
     };
     let now = Utc::now();
     let schedules = live.schedules.borrow().clone();
-    let rows: Vec<_> = schedules.iter().map(|s| schedule_json(s, last.get(&*s.name), now)).collect();
+    let tokens = token_notes(&live).await;
+    let rows: Vec<_> = schedules
+        .iter()
+        .map(|s| schedule_json(s, last.get(&*s.name), now).with_token_note(tokens.get(&*s.name)))
+        .collect();
     Json(rows).into_response()
 }
 
@@ -185,7 +189,8 @@ async fn schedule(State(live): State<Live>, Path(name): Path<String>) -> Respons
         Ok(runs) => runs.into_iter().next(),
         Err(error) => return unavailable(&error.to_string()),
     };
-    Json(schedule_json(&found, last.as_ref(), Utc::now())).into_response()
+    let tokens = token_notes(&live).await;
+    Json(schedule_json(&found, last.as_ref(), Utc::now()).with_token_note(tokens.get(&name))).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -262,6 +267,7 @@ async fn overview_page(State(live): State<Live>, Query(query): Query<OverviewQue
         };
         last.push(run);
     }
+    let tokens = token_notes(&live).await;
     let rows: Vec<crate::page::Row> = shown
         .iter()
         .zip(&last)
@@ -269,6 +275,7 @@ async fn overview_page(State(live): State<Live>, Query(query): Query<OverviewQue
             schedule,
             last: last.as_ref(),
             next: schedule.enabled.then(|| schedule.next_after(header.now)).flatten(),
+            token: tokens.get(&*schedule.name),
         })
         .collect();
     let listing =
@@ -308,8 +315,16 @@ async fn schedule_page(
         false => Vec::new(),
     };
     let last = if before.is_none() { runs.first() } else { None };
-    let row = crate::page::Row { schedule: &schedule, last, next: next.first().copied() };
+    let tokens = token_notes(&live).await;
+    let row = crate::page::Row { schedule: &schedule, last, next: next.first().copied(), token: tokens.get(&name) };
     Html(crate::page::schedule(&header, &row, &next, &runs, before, older).into_string()).into_response()
+}
+
+/// What the daemon found of each schedule's trigger token; none if the store cannot say (the runs' reads report
+/// the store's trouble).
+async fn token_notes(live: &Live) -> std::collections::HashMap<String, crate::store::TokenNote> {
+    use crate::store::TokenNotes;
+    live.store.token_notes().await.unwrap_or_default()
 }
 
 fn find(live: &Live, name: &str) -> Option<Arc<Schedule>> {

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::schedule::{Schedule, TokenSource};
 use crate::secret::Secret;
-use crate::store::{Run, owner_name};
+use crate::store::{Run, TokenNote, owner_name};
 
 /// A schedule as `status --json` shows it, with its last run and its next slot after `now`.
 pub fn schedule_json<'a>(schedule: &'a Schedule, last: Option<&'a Run>, now: DateTime<Utc>) -> ScheduleJson<'a> {
@@ -22,7 +22,32 @@ pub fn schedule_json<'a>(schedule: &'a Schedule, last: Option<&'a Run>, now: Dat
         git_ref: &schedule.git_ref,
         timezone: schedule.timezone.name(),
         token: masked_token(schedule),
+        token_expires_at: None,
+        token_warning: None,
     }
+}
+
+impl ScheduleJson<'_> {
+    /// With what the daemon's daily look found of the trigger token (schedules with an `api_token`).
+    pub fn with_token_note(mut self, note: Option<&TokenNote>) -> Self {
+        if let Some(note) = note {
+            self.token_expires_at = note.expires_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+            self.token_warning = note.warning.clone();
+        }
+        self
+    }
+}
+
+/// The token as shown in a table: masked, with its expiry if known, and a mark if it needs attention.
+pub fn token_cell(schedule: &Schedule, note: Option<&TokenNote>) -> String {
+    let mut cell = masked_token(schedule);
+    if let Some(expires) = note.and_then(|n| n.expires_at) {
+        cell.push_str(&format!(" expires {}", expires.format("%Y-%m-%d")));
+    }
+    if note.is_some_and(|n| n.warning.is_some()) {
+        cell.push_str(" (!)");
+    }
+    cell
 }
 
 /// A schedule as JSON. The fields are in the order of their names, as they have always been printed; a struct,
@@ -40,6 +65,12 @@ pub struct ScheduleJson<'a> {
     git_ref: &'a str,
     timezone: &'a str,
     token: String,
+    /// When the trigger token expires, as the daemon last found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_expires_at: Option<String>,
+    /// What needs doing about the trigger token (expiring, owner blocked or gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_warning: Option<String>,
 }
 
 /// The token as GitLab's triggers page shows it: at most 4 characters after `glptt-`. The configuration was loaded

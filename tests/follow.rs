@@ -317,3 +317,42 @@ fn an_overlap_rule_without_an_api_token_is_refused_by_check() {
         run.stderr
     );
 }
+
+#[test]
+fn a_trigger_token_about_to_stop_working_is_warned_of_by_check_online_and_by_the_daemon() {
+    let fake = FakeGitlab::new();
+    let expires = Utc::now() + chrono::Duration::days(8);
+    fake.set_trigger_expiry(TOKEN, Some(expires));
+    let (dir, _) = setup(&fake, &followed("nightly", "30 0 * * *", "master", "API_TOKEN", ""));
+    let day = expires.format("%Y-%m-%d").to_string();
+
+    let check = cli(dir.path(), &["check", "--online"]);
+    assert!(
+        check.stdout.contains(&format!("trigger token owned by alice, never used, expires {day}")),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stderr.contains(&format!("warning: schedule 'nightly': the trigger token expires on {day} (in 7d")),
+        "{}",
+        check.stderr
+    );
+
+    // Its owner leaves the project: the daemon's look soon after start says so too, and `status` shows it.
+    fake.remove_member(2);
+    let daemon = Daemon::spawn(dir.path(), &[], &ENV);
+    wait_for("the daemon's look", 20, || daemon.logs().matches("the trigger token needs attention").count() >= 2);
+    let status = cli(dir.path(), &["status"]);
+    let line = status.stdout.lines().find(|l| l.starts_with("nightly")).unwrap_or_default().to_string();
+    assert!(line.contains(&format!("glptt-a1b2… expires {day} (!)")), "{}", status.stdout);
+    assert!(status.stderr.contains("alice is no longer a member of the project"), "{}", status.stderr);
+    let json: Value = serde_json::from_str(&cli(dir.path(), &["status", "--json"]).stdout).expect("JSON");
+    assert!(json[0]["token_expires_at"].as_str().is_some_and(|t| t.starts_with(&day)), "{json}");
+    assert!(json[0]["token_warning"].as_str().is_some_and(|w| w.contains("expires on")), "{json}");
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    let triggers_asked = fake.api_requests().iter().filter(|r| r.raw_path.ends_with("/triggers")).count();
+    assert_eq!(triggers_asked, 2, "once by check, once by the daemon");
+    assert_no_token("the log", &logs);
+    assert_no_token("check", &format!("{}{}", check.stdout, check.stderr));
+}

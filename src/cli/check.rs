@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{Cli, Error, format};
 use crate::config::diag::Severity;
+use crate::follow::api::GitlabApi;
 use crate::schedule::Schedule;
 use crate::trigger::{self, Backoff, GitlabClient, Overrides, Reason, TriggerRequest};
 
@@ -95,12 +96,15 @@ fn plural(n: usize, noun: &str) -> String {
 const PROBE_REF: &str = "pipecron..online-check";
 
 /// Sends each schedule's trigger with a ref that cannot exist: GitLab answers "Reference not found" when the
-/// project and token are right, and 404 when either is wrong.
+/// project and token are right, and 404 when either is wrong. With an `api_token`, also looks the trigger token up
+/// (owner, last use, expiry) and warns of one about to stop working.
 async fn online(schedules: &[Arc<Schedule>]) -> Result<(), Error> {
     let client = GitlabClient::new()?;
     client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
     let overrides = Overrides { git_ref: Some(PROBE_REF.into()), ..Overrides::default() };
+    let api = GitlabApi::new(GitlabClient::new()?, std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN));
     let mut rows = Vec::new();
+    let mut warnings = Vec::new();
     let mut failed = 0;
     for schedule in schedules {
         let request = TriggerRequest::new(schedule, Utc::now(), Reason::RunNow, &overrides)?;
@@ -115,9 +119,23 @@ async fn online(schedules: &[Arc<Schedule>]) -> Result<(), Error> {
                 None => format!("online FAILED: {error}"),
             }
         };
+        let verdict = match schedule.api_token.is_some() {
+            true => {
+                let found = api.trigger_token(schedule).await;
+                let now = Utc::now();
+                warnings.extend(
+                    found.warnings(now).into_iter().map(|w| format!("warning: schedule '{}': {w}", schedule.name)),
+                );
+                format!("{verdict}; trigger token {}", found.describe(now))
+            }
+            false => verdict,
+        };
         rows.push(vec![schedule.name.to_string(), verdict]);
     }
     print!("{}", format::table(&rows));
+    for warning in warnings {
+        eprintln!("{warning}");
+    }
     match failed {
         0 => Ok(()),
         failed => Err(Error::OnlineCheck { failed, total: schedules.len() }),

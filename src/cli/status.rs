@@ -7,8 +7,8 @@ use chrono::Utc;
 
 use super::{Cli, Error, format};
 use crate::schedule::Schedule;
-use crate::status::{masked_token, schedule_json};
-use crate::store::{Run, RunStore, StateLocation};
+use crate::status::{schedule_json, token_cell};
+use crate::store::{Run, RunStore, StateLocation, TokenNote, TokenNotes};
 
 /// Less free space than this, and the state file's disk is as good as full: a burst's writes need more.
 const LOW_DISK: u64 = 1024 * 1024;
@@ -29,13 +29,18 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     // only shown masked, and a missing one should not hide the overview.
     let dir = cli.schedules.clone();
     let loading = tokio::task::spawn_blocking(move || crate::config::load(&dir, None));
-    let (loaded, last) = tokio::join!(loading, last_runs(state.as_ref().ok()));
+    let (loaded, found) = tokio::join!(loading, last_runs(state.as_ref().ok()));
     let loaded = loaded.unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
     super::report(&loaded);
     if loaded.has_errors() {
         return Err(Error::InvalidConfig { errors: loaded.errors().count() });
     }
-    let (state, last) = (state?, last?);
+    let (state, (last, tokens)) = (state?, found?);
+    for schedule in &loaded.schedules {
+        if let Some(warning) = tokens.get(&*schedule.name).and_then(|n| n.warning.as_deref()) {
+            eprintln!("warning: schedule '{}': {warning}", schedule.name);
+        }
+    }
     // A full disk lets the history be read but not written: say so here too.
     if let Some(free) = state.disk_free().filter(|free| *free < LOW_DISK) {
         let problem = format!(
@@ -60,8 +65,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
             if i > 0 {
                 out.write_all(b",")?;
             }
-            serde_json::to_writer(&mut out, &schedule_json(schedule, last.get(&*schedule.name), now))
-                .map_err(std::io::Error::from)?;
+            let json =
+                schedule_json(schedule, last.get(&*schedule.name), now).with_token_note(tokens.get(&*schedule.name));
+            serde_json::to_writer(&mut out, &json).map_err(std::io::Error::from)?;
         }
         out.write_all(b"]\n")?;
         out.flush()?;
@@ -70,25 +76,27 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<(), Error> {
     let mut rows = vec![
         ["SCHEDULE", "PROJECT", "REF", "CRON", "ZONE", "TOKEN", "LAST RUN", "NEXT RUN"].map(String::from).to_vec(),
     ];
-    rows.extend(loaded.schedules.iter().map(|s| row(s, last.get(&*s.name))));
+    rows.extend(loaded.schedules.iter().map(|s| row(s, last.get(&*s.name), tokens.get(&*s.name))));
     write!(out, "{}", format::table(&rows))?;
     out.flush()?;
     Ok(())
 }
 
-/// The newest run of each schedule. A state file that does not exist yet has none, and a status does not make it.
-async fn last_runs(state: Option<&StateLocation>) -> Result<HashMap<String, Run>, Error> {
-    let Some(state) = state else { return Ok(HashMap::new()) };
+/// The newest run of each schedule, and what the daemon found of their trigger tokens. A state file that does not
+/// exist yet has neither, and a status does not make it.
+async fn last_runs(state: Option<&StateLocation>) -> Result<(HashMap<String, Run>, HashMap<String, TokenNote>), Error> {
+    let Some(state) = state else { return Ok(Default::default()) };
     if let StateLocation::Sqlite(path) = state
         && !path.exists()
     {
-        return Ok(HashMap::new());
+        return Ok(Default::default());
     }
     let store = crate::store::open(state).await?;
-    Ok(store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect())
+    let runs = store.last_runs().await?.into_iter().map(|r| (r.schedule.clone(), r)).collect();
+    Ok((runs, store.token_notes().await?))
 }
 
-fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {
+fn row(schedule: &Schedule, last: Option<&Run>, token: Option<&TokenNote>) -> Vec<String> {
     let now = Utc::now();
     let last_run = match last {
         None => "never".to_string(),
@@ -115,7 +123,7 @@ fn row(schedule: &Schedule, last: Option<&Run>) -> Vec<String> {
         schedule.git_ref.to_string(),
         schedule.cron.source().to_string(),
         schedule.timezone.name().to_string(),
-        masked_token(schedule),
+        token_cell(schedule, token),
         last_run,
         next_run,
     ]

@@ -80,10 +80,15 @@ impl GitlabApi {
 
 /// `{gitlab}/api/v4/projects/{project}/pipelines/{id}`, the project path percent-encoded as one segment.
 pub fn pipeline_url(schedule: &Schedule, id: u64) -> Url {
+    project_url(schedule, &["pipelines", &id.to_string()])
+}
+
+/// `{gitlab}/api/v4/projects/{project}/…`, the project path percent-encoded as one segment.
+fn project_url(schedule: &Schedule, tail: &[&str]) -> Url {
     let mut url = (*schedule.gitlab).clone();
     if let Ok(mut segments) = url.path_segments_mut() {
         let project = schedule.project.to_string();
-        segments.pop_if_empty().extend(["api", "v4", "projects", &project, "pipelines", &id.to_string()]);
+        segments.pop_if_empty().extend(["api", "v4", "projects", &project]).extend(tail);
     }
     url
 }
@@ -101,6 +106,53 @@ impl GitlabApi {
         sent.send().await.map_err(|error| format!("cannot reach {}: {}", host(schedule), root_cause(&error)))
     }
 }
+
+impl GitlabApi {
+    /// One page of the project's trigger tokens, and whether there are more.
+    pub(super) async fn triggers_page(
+        &self,
+        schedule: &Schedule,
+        page: u32,
+    ) -> Result<(Vec<super::tokens::TriggerInfo>, bool), String> {
+        let mut url = project_url(schedule, &["triggers"]);
+        url.query_pairs_mut().append_pair("per_page", "100").append_pair("page", &page.to_string());
+        let mut response = self.send(schedule, reqwest::Method::GET, url).await?;
+        let next = response.headers().get("x-next-page").and_then(|v| v.to_str().ok()).map(str::trim);
+        let more = next.is_some_and(|n| !n.is_empty());
+        match response.status().as_u16() {
+            200 => {}
+            401 => return Err(format!("GitLab refused schedule {}'s api_token (401)", schedule.name)),
+            403 => {
+                return Err(format!(
+                    "schedule {}'s api_token may not list the project's trigger tokens (403): that needs the \
+                     Maintainer role",
+                    schedule.name
+                ));
+            }
+            status => return Err(format!("GitLab answered {status} for the trigger tokens")),
+        }
+        let (body, cut) = read_body(&mut response, TRIGGERS_LIMIT, schedule.timeout).await;
+        if cut.is_some() {
+            return Err("GitLab's list of trigger tokens was cut short".into());
+        }
+        let triggers = serde_json::from_slice(&body).map_err(|e| format!("GitLab's list of triggers: {e}"))?;
+        Ok((triggers, more))
+    }
+
+    /// Whether the user is still a member of the schedule's project (directly or through a group); `None` if
+    /// GitLab did not say.
+    pub(super) async fn is_member(&self, schedule: &Schedule, user: u64) -> Option<bool> {
+        let url = project_url(schedule, &["members", "all", &user.to_string()]);
+        match self.send(schedule, reqwest::Method::GET, url).await.ok()?.status().as_u16() {
+            200 => Some(true),
+            404 => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// The longest page of trigger tokens read: 100 of them are about 60 KB.
+const TRIGGERS_LIMIT: usize = 1024 * 1024;
 
 impl PipelineApi for GitlabApi {
     async fn cancel(&self, schedule: &Schedule, id: u64) -> Result<(), String> {

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod overlap;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;

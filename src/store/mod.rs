@@ -14,6 +14,7 @@ mod notices;
 mod postgres;
 mod postgres_tls;
 mod schema;
+mod tokens;
 
 pub use schema::hot_queries;
 mod sqlite;
@@ -30,6 +31,7 @@ pub use location::StateLocation;
 pub use notices::Notices;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use tokens::{TokenNote, TokenNotes};
 
 use crate::batch::Batcher;
 pub use crate::run::RunState;

@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[&str] = &[
     // also a lease: a replica that takes a pipeline to poll pushes it ahead, and writes back only while it is still
     // the value it set, so that one replica at a time polls each pipeline and a dead one's are taken up again.
     // `notices` holds each schedule that is failing, since when: one notice per change, whichever replica sees it.
+    // `trigger_tokens` holds what the daily look at each schedule's trigger token found, for `status`.
     "ALTER TABLE runs ADD COLUMN pipeline_finished_at BIGINT;
     ALTER TABLE runs ADD COLUMN pipeline_duration BIGINT;
     ALTER TABLE runs ADD COLUMN followed TEXT;
@@ -66,6 +67,13 @@ pub const MIGRATIONS: &[&str] = &[
         outcome  TEXT   NOT NULL,
         since    BIGINT NOT NULL,
         PRIMARY KEY (schedule, track)
+    );
+    CREATE TABLE trigger_tokens (
+        schedule   TEXT   PRIMARY KEY,
+        checked_at BIGINT NOT NULL,
+        expires_at BIGINT,
+        summary    TEXT   NOT NULL,
+        warning    TEXT
     );",
 ];
 

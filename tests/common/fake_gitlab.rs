@@ -489,6 +489,8 @@ struct Inner {
     api_rate_limit: Option<usize>,
     /// When the API requests of the last second arrived, refused ones included (GitLab's throttle counts them too).
     api_arrivals: VecDeque<Instant>,
+    /// Users who left every project (`remove_member`).
+    left: Vec<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -641,6 +643,11 @@ impl FakeGitlab {
     }
 
     /// A time in the past: the trigger endpoint answers 404, as for a revoked token.
+    /// The user leaves every project (a trigger they own stays theirs, and GitLab refuses it).
+    pub fn remove_member(&self, user_id: u64) {
+        self.lock().left.push(user_id);
+    }
+
     pub fn set_trigger_expiry(&self, token: &str, expires_at: Option<DateTime<Utc>>) {
         self.edit_trigger(token, |t| t.expires_at = expires_at);
     }
@@ -666,6 +673,7 @@ impl FakeGitlab {
             .route("/api/v4/projects/{id}/pipelines/{pipeline_id}", get(show_pipeline))
             .route("/api/v4/projects/{id}/pipelines/{pipeline_id}/cancel", post(cancel_pipeline))
             .route("/api/v4/projects/{id}/triggers", get(list_triggers))
+            .route("/api/v4/projects/{id}/members/all/{user_id}", get(show_member))
             .with_state(self.clone())
     }
 
@@ -972,6 +980,14 @@ async fn list_triggers(State(fake): State<FakeGitlab>, Path(id): Path<String>, r
     fake.api(request, |fake, call| fake.list_triggers(&id, call)).await
 }
 
+async fn show_member(
+    State(fake): State<FakeGitlab>,
+    Path((id, user_id)): Path<(String, u64)>,
+    request: Request,
+) -> Response {
+    fake.api(request, |fake, call| fake.show_member(&id, user_id, call)).await
+}
+
 /// What a pipelines API request asks, once read.
 struct Call {
     params: BTreeMap<String, String>,
@@ -1266,6 +1282,29 @@ impl FakeGitlab {
             Err(response) => return *response,
         };
         paged(project.triggers.iter().map(|t| t.json(&member.user)).collect(), page)
+    }
+
+    /// `GET /projects/:id/members/all/:user_id`: the project's members are the owners of its triggers and the users
+    /// of its API tokens, but for those who left; anyone else is 404.
+    fn show_member(&self, id: &str, user_id: u64, call: &Call) -> Response {
+        let inner = self.lock();
+        let (project, _) = match authorize(&inner, id, call.token.as_deref(), Need::ReadPipelines) {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
+        let users = project
+            .triggers
+            .iter()
+            .filter_map(|t| t.owner.clone())
+            .chain(project.api_tokens.iter().map(|t| t.user.clone()));
+        match users.filter(|u| !inner.left.contains(&u.id)).find(|u| u.id == user_id) {
+            Some(user) => {
+                let mut json = user.json();
+                json["access_level"] = json!(40);
+                (StatusCode::OK, axum::Json(json)).into_response()
+            }
+            None => error(StatusCode::NOT_FOUND, json!({"message": "404 Not found"})),
+        }
     }
 }
 

@@ -333,3 +333,64 @@ async fn send(client: &reqwest::Client, hook: &Webhook, notice: &Notice) {
         tokio::time::sleep(*wait).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::PipelineEnded;
+
+    fn heard_of(event: Event<'_>) -> Option<News> {
+        let (queue, mut news) = queue();
+        let heard = Heard::new(queue);
+        heard.notified.lock().unwrap_or_else(|p| p.into_inner()).insert("nightly".into());
+        heard.on(&event);
+        news.try_recv().ok()
+    }
+
+    fn ended(status: &str, followed: Followed) -> PipelineEnded {
+        let mut pipeline = Pipeline::created(1001, None, status, None);
+        pipeline.followed = Some(followed);
+        PipelineEnded { schedule: "nightly".into(), slot: Utc::now(), pipeline }
+    }
+
+    #[test]
+    fn pipelines_are_news_on_their_own_track_and_only_when_they_pass_or_fail() {
+        let failed = heard_of(Event::PipelineEnded(&ended("failed", Followed::Ended))).expect("news");
+        assert_eq!((failed.track, failed.bad), (Track::Pipelines, Some(Outcome::PipelineFailed)));
+        let passed = heard_of(Event::PipelineEnded(&ended("success", Followed::Ended))).expect("news");
+        assert_eq!((passed.track, passed.bad), (Track::Pipelines, None));
+        let timed_out = heard_of(Event::PipelineEnded(&ended("running", Followed::TimedOut))).expect("news");
+        assert_eq!(timed_out.bad, Some(Outcome::PipelineTimedOut));
+        for (status, followed) in [("canceled", Followed::Ended), ("manual", Followed::Ended), ("created", Followed::Refused)] {
+            assert!(heard_of(Event::PipelineEnded(&ended(status, followed))).is_none(), "{status}");
+        }
+        let missed = heard_of(Event::Missed { schedule: "nightly", slots: 3 }).expect("news");
+        assert_eq!((missed.track, missed.bad), (Track::Fires, Some(Outcome::Missed)));
+        assert!(heard_of(Event::Missed { schedule: "other", slots: 3 }).is_none(), "a schedule without webhooks");
+    }
+
+    #[test]
+    fn a_notice_masks_anything_shaped_like_a_token() {
+        let news = News {
+            schedule: "nightly".into(),
+            track: Track::Fires,
+            bad: Some(Outcome::Failed),
+            slot: None,
+            at: Utc::now(),
+            detail: Some("a proxy echoed glptt-0123456789abcdef0123 back".into()),
+            pipeline: None,
+        };
+        let notice = Notice {
+            schedule: "nightly".into(),
+            project: "9".into(),
+            git_ref: "main".into(),
+            outcome: Outcome::Failed,
+            since: Utc::now(),
+            recovered: false,
+            news,
+        };
+        let json = notice.json().to_string();
+        assert!(!json.contains("0123456789abcdef") && json.contains("glptt-0123…"), "{json}");
+        assert!(notice.text().contains("is failing since"), "{}", notice.text());
+    }
+}

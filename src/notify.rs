@@ -361,7 +361,9 @@ mod tests {
         assert_eq!((passed.track, passed.bad), (Track::Pipelines, None));
         let timed_out = heard_of(Event::PipelineEnded(&ended("running", Followed::TimedOut))).expect("news");
         assert_eq!(timed_out.bad, Some(Outcome::PipelineTimedOut));
-        for (status, followed) in [("canceled", Followed::Ended), ("manual", Followed::Ended), ("created", Followed::Refused)] {
+        for (status, followed) in
+            [("canceled", Followed::Ended), ("manual", Followed::Ended), ("created", Followed::Refused)]
+        {
             assert!(heard_of(Event::PipelineEnded(&ended(status, followed))).is_none(), "{status}");
         }
         let missed = heard_of(Event::Missed { schedule: "nightly", slots: 3 }).expect("news");

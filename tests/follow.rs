@@ -70,6 +70,11 @@ fn cli(dir: &Path, args: &[&str]) -> common::Run {
     run
 }
 
+/// The looks at pipelines the fake was asked: not the daemon's look at the trigger token, 5 s after it starts.
+fn looks(fake: &FakeGitlab) -> Vec<common::fake_gitlab::ApiRecorded> {
+    fake.api_requests().into_iter().filter(|r| r.method == "GET" && r.raw_path.contains("/pipelines/")).collect()
+}
+
 /// Neither token, past its first 4 characters, in `text`.
 fn assert_no_token(what: &str, text: &str) {
     for token in [TOKEN, API_TOKEN, NO_SCOPE_TOKEN] {
@@ -119,7 +124,7 @@ fn each_pipeline_is_followed_to_its_final_status_and_shown_as_gitlab_shows_it() 
     );
 
     // One look each: the first, 10 s after its trigger, found the end; the token only ever in the header.
-    let asked = fake.api_requests();
+    let asked = looks(&fake);
     assert_eq!(asked.len(), 4, "{asked:#?}");
     for request in &asked {
         assert_eq!(request.private_token.as_deref(), Some(API_TOKEN));
@@ -200,7 +205,7 @@ fn a_refused_token_and_a_timeout_stop_following_with_a_clear_note() {
 
     // Refused once is refused: GitLab is not asked again.
     std::thread::sleep(Duration::from_secs(2));
-    let unscoped = fake.api_requests().iter().filter(|r| r.private_token.as_deref() == Some(NO_SCOPE_TOKEN)).count();
+    let unscoped = looks(&fake).iter().filter(|r| r.private_token.as_deref() == Some(NO_SCOPE_TOKEN)).count();
     assert_eq!(unscoped, 1);
 
     let status = cli(dir.path(), &["status"]).stdout;
@@ -227,7 +232,7 @@ fn following_resumes_after_kill_9() {
     wait_for("the trigger is recorded", 20, || pipelines(&db).len() == 1);
     // Killed before its first look, 10 s after the trigger.
     daemon.kill9();
-    assert!(fake.api_requests().is_empty());
+    assert!(looks(&fake).is_empty());
     let (id, _) = created(&fake)[0];
     fake.set_pipeline_status(id, "success");
 
@@ -237,7 +242,7 @@ fn following_resumes_after_kill_9() {
             .first()
             .is_some_and(|(_, status, followed, _)| status == "success" && followed.as_deref() == Some("ended"))
     });
-    assert_eq!(fake.api_requests().len(), 1, "one look found the end");
+    assert_eq!(looks(&fake).len(), 1, "one look found the end");
     assert_eq!(fake.requests().len(), 1, "the slot was not fired again");
     let (code, logs) = restarted.stop();
     assert_eq!(code, Some(0), "{logs}");
@@ -355,4 +360,36 @@ fn a_trigger_token_about_to_stop_working_is_warned_of_by_check_online_and_by_the
     assert_eq!(triggers_asked, 2, "once by check, once by the daemon");
     assert_no_token("the log", &logs);
     assert_no_token("check", &format!("{}{}", check.stdout, check.stderr));
+}
+
+#[test]
+fn of_three_replicas_on_postgresql_one_follows_each_pipeline() {
+    let Some(db) = common::pg::TempDatabase::create() else { return };
+    let fake = FakeGitlab::new();
+    fake.pipeline_plan([
+        ("pending", Duration::ZERO),
+        ("running", Duration::from_millis(300)),
+        ("success", Duration::from_secs(1)),
+    ]);
+    let cron = soon(3);
+    let schedules: String = (0..6).map(|i| followed(&format!("s{i}"), &cron, "master", "API_TOKEN", "")).collect();
+    let (dir, _) = setup(&fake, &schedules);
+    let url = db.url();
+    let replicas: Vec<Daemon> =
+        (0..3).map(|_| Daemon::spawn(dir.path(), &["--state", &url, "--lease", "3s"], &ENV)).collect();
+    for replica in &replicas {
+        replica.listening();
+    }
+    wait_for("six pipelines followed to their end", 40, || {
+        db.psql("SELECT count(*) FROM runs WHERE followed = 'ended' AND pipeline_status = 'success'").trim() == "6"
+    });
+    let mut ended = 0;
+    for replica in replicas {
+        let (code, logs) = replica.stop();
+        assert_eq!(code, Some(0), "{logs}");
+        ended += logs.matches("\"message\":\"pipeline ended\"").count();
+    }
+    assert_eq!(fake.requests().len(), 6, "each slot fired once");
+    assert_eq!(looks(&fake).len(), 6, "each pipeline asked about once, by one replica");
+    assert_eq!(ended, 6, "each end told once");
 }

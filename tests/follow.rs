@@ -393,3 +393,33 @@ fn of_three_replicas_on_postgresql_one_follows_each_pipeline() {
     assert_eq!(looks(&fake).len(), 6, "each pipeline asked about once, by one replica");
     assert_eq!(ended, 6, "each end told once");
 }
+
+#[test]
+fn looks_keep_to_the_per_host_budget() {
+    let fake = FakeGitlab::new();
+    fake.pipeline_plan([("pending", Duration::ZERO), ("success", Duration::from_millis(500))]);
+    // GitLab allows 3 API requests a second; pipecron is told to send 2.
+    fake.api_rate_limit(3);
+    let cron = soon(3);
+    let schedules: String = (0..8).map(|i| followed(&format!("s{i}"), &cron, "master", "API_TOKEN", "")).collect();
+    let (dir, _) = setup(&fake, &schedules);
+    let daemon = Daemon::spawn(dir.path(), &["--api-rate", "2"], &ENV);
+    let db = dir.path().join("pipecron.db");
+    wait_for("eight pipelines followed to their end", 40, || {
+        let found = pipelines(&db);
+        found.len() == 8
+            && found.iter().all(|(_, status, followed, _)| status == "success" && followed.as_deref() == Some("ended"))
+    });
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    // All eight were due at once; at 2 a second (a burst of 2, then one every 500 ms) they spread over 3 s, and
+    // no second holds more than 3, so GitLab never had to refuse one.
+    let at: Vec<_> = looks(&fake).iter().map(|r| r.at).collect();
+    assert_eq!(at.len(), 8, "one look each, none refused and asked again: {at:?}");
+    let spread = *at.iter().max().expect("some") - *at.iter().min().expect("some");
+    assert!(spread >= chrono::Duration::milliseconds(2500), "{spread}");
+    for first in &at {
+        let within = at.iter().filter(|t| **t >= *first && **t - *first < chrono::Duration::seconds(1)).count();
+        assert!(within <= 3, "{within} looks within a second of {first}");
+    }
+}

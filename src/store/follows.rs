@@ -232,30 +232,18 @@ impl Follows for PostgresStore {
 
 impl Follows for Store {
     async fn take_follows(&self, now: DateTime<Utc>, hold: Duration, limit: usize) -> Result<Vec<Follow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.take_follows(now, hold, limit).await,
-            Store::Postgres(s) => s.take_follows(now, hold, limit).await,
-        }
+        each!(self, s => s.take_follows(now, hold, limit))
     }
 
     async fn next_follow(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.next_follow().await,
-            Store::Postgres(s) => s.next_follow().await,
-        }
+        each!(self, s => s.next_follow())
     }
 
     async fn record_look(&self, follow: &Follow, look: &Look) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_look(follow, look).await,
-            Store::Postgres(s) => s.record_look(follow, look).await,
-        }
+        each!(self, s => s.record_look(follow, look))
     }
 
     async fn previous_pipeline(&self, schedule: &str) -> Result<Option<Previous>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.previous_pipeline(schedule).await,
-            Store::Postgres(s) => s.previous_pipeline(schedule).await,
-        }
+        each!(self, s => s.previous_pipeline(schedule))
     }
 }

@@ -8,6 +8,16 @@
 //! rows were provably never sent and are fired again, `sending` rows may have reached GitLab and become `unknown`.
 //! No token is ever stored.
 
+/// Runs the same call on whichever store this is.
+macro_rules! each {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($store) => $call.await,
+            Store::Postgres($store) => $call.await,
+        }
+    };
+}
+
 mod follows;
 mod location;
 mod notices;
@@ -285,16 +295,6 @@ pub async fn open(location: &StateLocation) -> Result<Store, StoreError> {
         StateLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path)?)),
         StateLocation::Postgres(url) => Ok(Store::Postgres(PostgresStore::open(url).await?)),
     }
-}
-
-/// Runs the same call on whichever store this is.
-macro_rules! each {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($store) => $call.await,
-            Store::Postgres($store) => $call.await,
-        }
-    };
 }
 
 impl RunStore for Store {

@@ -88,16 +88,10 @@ impl Notices for Store {
         outcome: &str,
         since: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.start_failing(schedule, track, outcome, since).await,
-            Store::Postgres(s) => s.start_failing(schedule, track, outcome, since).await,
-        }
+        each!(self, s => s.start_failing(schedule, track, outcome, since))
     }
 
     async fn recover(&self, schedule: &str, track: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.recover(schedule, track).await,
-            Store::Postgres(s) => s.recover(schedule, track).await,
-        }
+        each!(self, s => s.recover(schedule, track))
     }
 }

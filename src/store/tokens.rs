@@ -73,16 +73,10 @@ impl TokenNotes for PostgresStore {
 
 impl TokenNotes for Store {
     async fn note_token(&self, schedule: &str, note: &TokenNote) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.note_token(schedule, note).await,
-            Store::Postgres(s) => s.note_token(schedule, note).await,
-        }
+        each!(self, s => s.note_token(schedule, note))
     }
 
     async fn token_notes(&self) -> Result<HashMap<String, TokenNote>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.token_notes().await,
-            Store::Postgres(s) => s.token_notes().await,
-        }
+        each!(self, s => s.token_notes())
     }
 }

@@ -178,7 +178,10 @@ impl<S: Notices + 'static> Notifier<S> {
             let Some(schedule) = by_name.get(news.schedule.as_str()).cloned() else { continue };
             let Some(notice) = self.change(&schedule, news).await else { continue };
             for hook in schedule.notify.iter().filter(|hook| hook.on.contains(&notice.outcome)) {
-                let Ok(permit) = sending.clone().acquire_owned().await else { return };
+                let permit = tokio::select! {
+                    _ = stop.cancelled() => None,
+                    permit = sending.clone().acquire_owned() => permit.ok(),
+                };
                 let (client, hook, notice) = (self.client.clone(), hook.clone(), notice.clone());
                 tokio::spawn(async move {
                     send(&client, &hook, &notice).await;
@@ -186,17 +189,32 @@ impl<S: Notices + 'static> Notifier<S> {
                 });
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), sending.acquire_many(SENDING as u32)).await;
+        // What the last fires told is recorded and sent before the daemon stops, for a few seconds at most.
+        let drain = async {
+            while let Ok(news) = self.news.try_recv() {
+                let Some(schedule) = by_name.get(news.schedule.as_str()).cloned() else { continue };
+                if let Some(notice) = self.change(&schedule, news).await {
+                    for hook in schedule.notify.iter().filter(|hook| hook.on.contains(&notice.outcome)) {
+                        send(&self.client, hook, &notice).await;
+                    }
+                }
+            }
+            let _ = sending.acquire_many(SENDING as u32).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
     }
 
     /// The notice this news makes, if it changes the schedule's state.
     async fn change(&self, schedule: &Schedule, news: News) -> Option<Notice> {
         let track = news.track.as_str();
+        let when = news.slot.unwrap_or(news.at);
         let changed = match news.bad {
+            // An outcome no webhook of the schedule is told of changes nothing: it must not hide one that is.
+            Some(outcome) if !schedule.notify.iter().any(|hook| hook.on.contains(&outcome)) => None,
             Some(outcome) => {
-                let since = news.slot.unwrap_or(news.at);
-                match self.store.start_failing(&schedule.name, track, outcome.as_str(), since).await {
-                    Ok(true) => Some((outcome, since, false)),
+                let failing = retried(|| self.store.start_failing(&schedule.name, track, outcome.as_str(), when));
+                match failing.await {
+                    Ok(true) => Some((outcome, when, false)),
                     Ok(false) => None,
                     Err(error) => {
                         tracing::warn!(schedule = %schedule.name, %error, "cannot record a failure for its notices");
@@ -204,7 +222,8 @@ impl<S: Notices + 'static> Notifier<S> {
                     }
                 }
             }
-            None => match self.store.recover(&schedule.name, track).await {
+            // A success of a slot before the failure does not end it: its news may arrive late.
+            None => match retried(|| self.store.recover(&schedule.name, track, when)).await {
                 Ok(Some((outcome, since))) => Outcome::parse(&outcome).map(|o| (o, since, true)),
                 Ok(None) => None,
                 Err(error) => {
@@ -223,6 +242,25 @@ impl<S: Notices + 'static> Notifier<S> {
             recovered,
             news,
         })
+    }
+}
+
+/// Calls the store up to three times, a second apart: a lost change would leave a schedule "failing", hiding the
+/// next real failure.
+async fn retried<T, F, Fut>(mut call: F) -> Result<T, crate::store::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(_) if tries < 2 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            answer => return answer,
+        }
     }
 }
 
@@ -369,6 +407,50 @@ mod tests {
         let missed = heard_of(Event::Missed { schedule: "nightly", slots: 3 }).expect("news");
         assert_eq!((missed.track, missed.bad), (Track::Fires, Some(Outcome::Missed)));
         assert!(heard_of(Event::Missed { schedule: "other", slots: 3 }).is_none(), "a schedule without webhooks");
+    }
+
+    fn news(bad: Option<Outcome>, slot: &str) -> News {
+        let slot = DateTime::parse_from_rfc3339(slot).expect("a time").to_utc();
+        News {
+            schedule: "nightly".into(),
+            track: Track::Fires,
+            bad,
+            slot: Some(slot),
+            at: slot,
+            detail: None,
+            pipeline: None,
+        }
+    }
+
+    /// An outcome no webhook is told of changes nothing, so it cannot hide one that is told; an older slot's
+    /// success arriving late does not end a newer failure.
+    #[tokio::test]
+    async fn only_the_outcomes_a_webhook_wants_change_the_state() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::create_dir(dir.path().join("schedules")).expect("creates");
+        let yaml = "schedules:\n  nightly:\n    cron: \"30 0 * * *\"\n    gitlab: https://gitlab.example.com\n    \
+                    project: 9\n    ref: main\n    token: ${TOKEN}\n    notify:\n      - url: https://chat.example.com/h\n        \
+                    on: [failed]\n";
+        std::fs::write(dir.path().join("schedules/s.yaml"), yaml).expect("writes");
+        let env = |_: &str| Some("glptt-0123456789abcdef0123".to_string());
+        let loaded = crate::config::load(&dir.path().join("schedules"), Some(&env));
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let schedule = loaded.schedules[0].clone();
+        let location = crate::store::StateLocation::Sqlite(dir.path().join("state.db"));
+        let store = Arc::new(crate::store::open(&location).await.expect("opens"));
+        let (_, receiver) = queue();
+        let (_, schedules) = watch::channel(Vec::new());
+        let notifier = Notifier { store, client: reqwest::Client::new(), news: receiver, schedules };
+
+        let skipped = notifier.change(&schedule, news(Some(Outcome::Skipped), "2026-12-07T00:30:00Z")).await;
+        assert!(skipped.is_none(), "no webhook is told of skipped slots");
+        let failed = notifier.change(&schedule, news(Some(Outcome::Failed), "2026-12-08T00:30:00Z")).await;
+        let failed = failed.expect("a failure is told");
+        assert_eq!((failed.outcome, failed.recovered), (Outcome::Failed, false));
+        assert!(notifier.change(&schedule, news(Some(Outcome::Failed), "2026-12-09T00:30:00Z")).await.is_none());
+        assert!(notifier.change(&schedule, news(None, "2026-12-07T00:30:00Z")).await.is_none(), "an older success");
+        let recovered = notifier.change(&schedule, news(None, "2026-12-10T00:30:00Z")).await.expect("told");
+        assert!(recovered.recovered && recovered.text().contains("recovered"), "{}", recovered.text());
     }
 
     #[test]

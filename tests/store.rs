@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use pipecron::run::Followed;
-use pipecron::store::{Follows, Look, Replica, RunState, RunStore, StateLocation, Store, StoreError};
+use pipecron::store::{Follows, Look, Notices, Replica, RunState, RunStore, StateLocation, Store, StoreError};
 use pipecron::trigger::{Ending, Pipeline, Reason, RunResult};
 
 use common::pg::TempDatabase;
@@ -471,6 +471,29 @@ async fn a_followed_pipeline_is_taken_by_one_replica_at_a_time(kind: Kind) {
     );
     assert_eq!(pipeline.badge(), "#1001 passed 11m");
     assert_eq!(run_of(&store, "unfollowed", t0).await.pipeline.expect("a pipeline").followed, None);
+
+    // Retention spares a run whose pipeline is still followed, and prunes it once following has ended.
+    let older = t0 - chrono::Duration::hours(1);
+    assert!(store.claim("nightly", older, Reason::Schedule, "a:1:0", older).await.expect("claims"));
+    assert!(store.finish("nightly", older, &followed(999), "a:1:0", older).await.expect("finishes"));
+    let later = t0 + chrono::Duration::days(1);
+    assert_eq!(store.prune("nightly", later, 100).await.expect("prunes"), 0, "the followed run is kept");
+    let still = store.take_follows(later, HOLD, 10).await.expect("takes").pop().expect("still followed");
+    assert!(store.record_look(&still, &look("failed", Followed::Ended, None, later)).await.expect("records"));
+    assert_eq!(store.prune("nightly", later, 100).await.expect("prunes"), 1);
+}
+
+/// A schedule starts failing once, and recovers once, by a success of a slot no older than the failure.
+async fn a_failing_schedule_is_recorded_once_and_recovers_once(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind) else { return };
+    let stores = [fixture.open().await, fixture.open().await];
+    assert!(stores[0].start_failing("nightly", "fires", "failed", at(3)).await.expect("records"));
+    assert!(!stores[1].start_failing("nightly", "fires", "unknown", at(4)).await.expect("answers"), "already failing");
+    assert!(stores[1].start_failing("nightly", "pipelines", "pipeline_failed", at(4)).await.expect("records"));
+    assert_eq!(stores[0].recover("nightly", "fires", at(2)).await.expect("answers"), None, "an older success");
+    assert_eq!(stores[1].recover("nightly", "fires", at(5)).await.expect("answers"), Some(("failed".into(), at(3))));
+    assert_eq!(stores[0].recover("nightly", "fires", at(6)).await.expect("answers"), None, "recovered once");
+    assert!(stores[0].start_failing("nightly", "fires", "missed", at(7)).await.expect("records"), "fails anew");
 }
 
 const HOLD: Duration = Duration::from_secs(120);
@@ -511,6 +534,7 @@ conformance!(
     the_cap_finds_the_run_past_the_newest_n,
     the_queries_of_a_long_history_use_an_index,
     a_followed_pipeline_is_taken_by_one_replica_at_a_time,
+    a_failing_schedule_is_recorded_once_and_recovers_once,
 );
 
 /// Each query `status`, `history`, catch-up and retention make reads through an index (`EXPLAIN QUERY PLAN` on

@@ -22,13 +22,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Events, Listener, PipelineEnded};
 use crate::run::{FIRST_POLL, Followed, LONGEST_POLL, Pipeline, is_final};
-use crate::schedule::Schedule;
+use crate::schedule::{ApiToken, Schedule};
 use crate::store::{Follow, Follows, Look};
 use api::{Answer, PipelineApi};
 
 /// How long a replica holds a pipeline it took: longer than any look takes (the request's `timeout` is at most an
 /// hour, but usually 30 s), short enough that a dead replica's pipelines are soon taken up.
 pub const HOLD: Duration = Duration::from_secs(120);
+
+/// How long one look may take, the per-host budget's wait included: well within `HOLD`.
+const LOOK_LIMIT: Duration = Duration::from_secs(90);
 
 /// Looks under way at once, at most.
 pub const CONCURRENCY: usize = 16;
@@ -108,6 +111,7 @@ impl<S: Follows + 'static, A: PipelineApi> Follower<S, A> {
                 return STORE_RETRY;
             }
         };
+        let took = !taken.is_empty();
         for follow in taken {
             let Ok(permit) = pool.clone().try_acquire_owned() else { break };
             let schedule = by_name.get(follow.schedule.as_str()).cloned();
@@ -118,6 +122,8 @@ impl<S: Follows + 'static, A: PipelineApi> Follower<S, A> {
             });
         }
         match self.store.next_follow().await {
+            // Due, but none taken: another replica holds them (PostgreSQL skips rows it has locked). Not a spin.
+            Ok(Some(next)) if next <= Utc::now() && !took => Duration::from_secs(1),
             Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(IDLE),
             Ok(None) => IDLE,
             Err(_) => STORE_RETRY,
@@ -138,18 +144,15 @@ async fn look<S: Follows, A: PipelineApi>(
     follow: Follow,
 ) {
     let found = match schedule.filter(|s| s.api_token.is_some()) {
-        None => Look {
-            status: None,
-            finished_at: None,
-            duration: None,
-            followed: Followed::Dropped,
-            note: Some("no longer followed: its schedule is gone, or has no api_token".into()),
-            next: None,
-            polls: follow.polls,
-            at: Utc::now(),
-        },
+        None => not_here(&follow, Utc::now()),
         Some(schedule) => {
-            let answer = api.pipeline(schedule, follow.pipeline).await;
+            // A look ends well within the hold, so that no other look at the pipeline starts meanwhile.
+            let answer = match tokio::time::timeout(LOOK_LIMIT, api.pipeline(schedule, follow.pipeline)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    Answer::Later { why: format!("no answer within {}", crate::status::span(LOOK_LIMIT)), wait: None }
+                }
+            };
             let timeout = schedule.api_token.as_ref().map_or(Duration::MAX, |t| t.follow_timeout);
             decide(follow.triggered, follow.polls, answer, timeout, Utc::now())
         }
@@ -171,6 +174,31 @@ async fn look<S: Follows, A: PipelineApi>(
         Ok(_) => {}
         // The hold passes and the pipeline is looked at again.
         Err(error) => tracing::warn!(%error, schedule = follow.schedule, "cannot record a pipeline's status"),
+    }
+}
+
+/// A pipeline whose schedule this replica does not have, or has without an `api_token`: another replica (in a
+/// rolling update, or before its reload) may have it, so it is put back for later, and dropped only once it is
+/// past the default `follow_timeout`.
+fn not_here(follow: &Follow, now: DateTime<Utc>) -> Look {
+    let past = (now - follow.triggered).to_std().is_ok_and(|age| age >= ApiToken::DEFAULT_FOLLOW_TIMEOUT);
+    let (followed, next, note) = match past {
+        true => (Followed::Dropped, None, "no longer followed: its schedule is gone, or has no api_token"),
+        false => (
+            Followed::Following,
+            Some(now + chrono::Duration::from_std(LONGEST_POLL).unwrap_or_default()),
+            "its schedule is not loaded here, or has no api_token here; put back for another replica or a reload",
+        ),
+    };
+    Look {
+        status: None,
+        finished_at: None,
+        duration: None,
+        followed,
+        note: Some(note.into()),
+        next,
+        polls: follow.polls,
+        at: now,
     }
 }
 
@@ -203,7 +231,8 @@ pub fn decide(triggered: DateTime<Utc>, polls: u32, answer: Answer, timeout: Dur
             } else {
                 look.next = later(backoff(polls));
             }
-            look.status = Some(state.status);
+            // GitLab's statuses are short words; anything else is not kept whole.
+            look.status = Some(state.status.chars().take(40).collect());
         }
         Answer::Refused(why) => (look.followed, look.note) = (Followed::Refused, Some(why)),
         Answer::Gone(why) => (look.followed, look.note) = (Followed::Gone, Some(why)),

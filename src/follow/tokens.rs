@@ -25,8 +25,9 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Pages of 100 triggers read at most: a project may hold 25,000.
 const MAX_PAGES: u32 = 250;
 
-/// A trigger token as GitLab lists it; unknown fields are ignored.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A trigger token as GitLab lists it; unknown fields are ignored. GitLab sends the token in full to its creator,
+/// so it is left out of the debug print.
+#[derive(Clone, PartialEq, Deserialize)]
 pub struct TriggerInfo {
     #[serde(default)]
     pub token: String,
@@ -38,6 +39,18 @@ pub struct TriggerInfo {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub owner: Option<Owner>,
+}
+
+impl std::fmt::Debug for TriggerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TriggerInfo")
+            .field("token", &crate::secret::Secret::new(self.token.clone()))
+            .field("description", &self.description)
+            .field("last_used", &self.last_used)
+            .field("expires_at", &self.expires_at)
+            .field("owner", &self.owner)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -227,7 +240,9 @@ async fn note<S: TokenNotes>(store: &S, schedule: &Schedule, found: &Found) {
         tracing::warn!(schedule = %schedule.name, warning, "the trigger token needs attention");
     }
     if let Found::Unknown(why) = found {
+        // What an earlier look found still stands.
         tracing::warn!(schedule = %schedule.name, why, "cannot look the trigger token up");
+        return;
     }
     let note = TokenNote {
         checked_at: now,

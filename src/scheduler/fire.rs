@@ -19,7 +19,6 @@ use super::{LEAD, ON_TIME};
 use crate::clock::{Clock, Corrected};
 use crate::events::{Event, Events, Fired};
 use crate::follow::overlap::{SlotGate, Verdict};
-use crate::run::Pipeline;
 use crate::schedule::{Overlap, Schedule};
 use crate::store::{Key, Replica, Run, RunStore, StoreError};
 use crate::trigger::{self, Attempt, Backoff, Ending, Overrides, Reason, RunResult, Trigger, TriggerRequest};
@@ -111,6 +110,16 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
         let not_before = slot.at + chrono::Duration::from_std(slot.delay).unwrap_or_default();
         let lead = chrono::Duration::from_std(LEAD).unwrap_or_default();
         self.clock.wait_until(not_before - lead).await;
+        // The overlap rule is asked before a place in the pool is taken: a slow answer from GitLab holds up this
+        // slot only.
+        let verdict = self.overlap(&slot).await;
+        if let Verdict::Skip(running) = &verdict {
+            let result = skipped(running);
+            self.record(&slot.schedule.name, slot.at, &result).await;
+            let (schedule, slot, reason) = (slot.schedule.name.to_string(), slot.at, slot.reason);
+            self.events.publish(Event::Finished(&Fired { schedule, slot, reason, result, lateness_ms: 0 }));
+            return;
+        }
         let permit = match self.pool.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
@@ -122,21 +131,12 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
                 permit
             }
         };
-        if let Some(running) = self.skipped(&slot).await {
-            self.record(&slot.schedule.name, slot.at, &skipped(&running)).await;
-            let result = skipped(&running);
-            let fired = Fired {
-                schedule: slot.schedule.name.to_string(),
-                slot: slot.at,
-                reason: slot.reason,
-                result,
-                lateness_ms: 0,
-            };
-            self.events.publish(Event::Finished(&fired));
-            return;
-        }
         if !self.mark_sending(&slot).await {
             return;
+        }
+        // Only a slot sure to be sent cancels the pipeline before it.
+        if let (Verdict::Cancel(running), Some(gate), Ok(_)) = (&verdict, &self.gate, &slot.request) {
+            gate.cancel(&slot.schedule, running).await;
         }
         match slot.go.clone() {
             Some(mut go) if slot.delay.is_zero() => drop(go.wait_for(|t| *t >= slot.at).await),
@@ -169,12 +169,11 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
         self.events.publish(Event::Finished(&fired));
     }
 
-    /// The previous pipeline, if the slot's `overlap` rule says to send nothing while it runs.
-    async fn skipped(&self, slot: &Slot) -> Option<Pipeline> {
-        let gate = self.gate.as_ref().filter(|_| slot.stored && slot.schedule.overlap != Overlap::Allow)?;
-        match gate.at_slot(&slot.schedule).await {
-            Verdict::Skip(running) => Some(running),
-            Verdict::Fire => None,
+    /// What the slot's `overlap` rule says, when the daemon checks them.
+    async fn overlap(&self, slot: &Slot) -> Verdict {
+        match self.gate.as_ref().filter(|_| slot.stored && slot.schedule.overlap != Overlap::Allow) {
+            Some(gate) => gate.at_slot(&slot.schedule).await,
+            None => Verdict::Fire,
         }
     }
 
@@ -276,7 +275,7 @@ impl<S: RunStore + 'static, T: Trigger + 'static, C: Clock + 'static> FireContex
 }
 
 /// A slot not sent because `running` still runs.
-fn skipped(running: &Pipeline) -> RunResult {
+fn skipped(running: &crate::run::Pipeline) -> RunResult {
     let why = format!("skipped: pipeline #{} is still {} (overlap: skip)", running.id, running.status);
     RunResult { pipeline: Some(running.clone()), ..RunResult::unanswered(Ending::Skipped, Some(why)) }
 }

@@ -14,7 +14,7 @@ use super::{PostgresStore, SqliteStore, Store, StoreError, instant, millis};
 
 const FAIL: &str =
     "INSERT INTO notices (schedule, track, outcome, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-const RECOVER: &str = "DELETE FROM notices WHERE schedule = $1 AND track = $2 RETURNING outcome, since";
+const RECOVER: &str = "DELETE FROM notices WHERE schedule = $1 AND track = $2 AND since <= $3 RETURNING outcome, since";
 
 pub trait Notices: Send + Sync {
     /// Marks the schedule's `track` failing since `since` because of `outcome`; `true` if it was not already.
@@ -26,11 +26,13 @@ pub trait Notices: Send + Sync {
         since: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Marks the schedule's `track` recovered: what it was failing of, and since when, if it was.
+    /// Marks the schedule's `track` recovered by a success at `at`: what it was failing of, and since when, if it
+    /// was failing since `at` or before.
     fn recover(
         &self,
         schedule: &str,
         track: &str,
+        at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<(String, DateTime<Utc>)>, StoreError>> + Send;
 }
 
@@ -49,13 +51,20 @@ impl Notices for SqliteStore {
         .await
     }
 
-    async fn recover(&self, schedule: &str, track: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+    async fn recover(
+        &self,
+        schedule: &str,
+        track: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
         use rusqlite::OptionalExtension;
         let (schedule, track) = (schedule.to_string(), track.to_string());
         let row = self
             .with(move |c| {
                 c.prepare_cached(RECOVER)?
-                    .query_row([schedule, track], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .query_row(rusqlite::params![schedule, track, millis(at)], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
                     .optional()
             })
             .await?;
@@ -74,8 +83,13 @@ impl Notices for PostgresStore {
         Ok(self.execute(FAIL, &[&schedule, &track, &outcome, &millis(since)]).await? == 1)
     }
 
-    async fn recover(&self, schedule: &str, track: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
-        let rows = self.query(RECOVER, &[&schedule, &track]).await?;
+    async fn recover(
+        &self,
+        schedule: &str,
+        track: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        let rows = self.query(RECOVER, &[&schedule, &track, &millis(at)]).await?;
         Ok(rows.first().map(|r| (r.get::<_, String>(0), instant(r.get::<_, i64>(1)))))
     }
 }
@@ -91,7 +105,12 @@ impl Notices for Store {
         each!(self, s => s.start_failing(schedule, track, outcome, since))
     }
 
-    async fn recover(&self, schedule: &str, track: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
-        each!(self, s => s.recover(schedule, track))
+    async fn recover(
+        &self,
+        schedule: &str,
+        track: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        each!(self, s => s.recover(schedule, track, at))
     }
 }

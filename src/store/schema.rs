@@ -158,10 +158,11 @@ pub fn hot_queries() -> Vec<(&'static str, String, &'static [&'static str])> {
 pub const NTH_NEWEST: &str = "SELECT slot FROM runs WHERE schedule = $1 ORDER BY slot DESC LIMIT 1 OFFSET $2";
 
 /// Deletes up to `$3` of one schedule's finished runs older than `$2`, oldest first. The newest run is never
-/// deleted, so that catch-up and `status` still know the schedule's last slot; nor is a run still under way.
+/// deleted, so that catch-up and `status` still know the schedule's last slot; nor is a run still under way, nor
+/// one whose pipeline is still followed (its end is yet to be recorded, and `overlap` looks at it).
 pub const PRUNE: &str = "DELETE FROM runs WHERE schedule = $1 AND slot IN (
         SELECT slot FROM runs
-        WHERE schedule = $1 AND slot < $2 AND state NOT IN ('claimed', 'sending')
+        WHERE schedule = $1 AND slot < $2 AND state NOT IN ('claimed', 'sending') AND follow_at IS NULL
           AND slot < (SELECT MAX(slot) FROM runs WHERE schedule = $1)
         ORDER BY slot LIMIT $3
     )";

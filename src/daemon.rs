@@ -68,7 +68,11 @@ pub enum Error {
 pub async fn run(config: Config) -> Result<(), Error> {
     let schedules = crate::reload::load_valid(&config.schedules)
         .map_err(|invalid| Error::InvalidConfig { errors: invalid.errors })?;
-    let trigger = Arc::new(sender(config.dry_run, &schedules)?);
+    let client = match config.dry_run {
+        true => None,
+        false => Some(Arc::new(gitlab_client(&schedules)?)),
+    };
+    let trigger = Arc::new(client.clone().map_or(Sender::DryRun, Sender::Gitlab));
     let state = config.state;
     let store = Arc::new(crate::store::open(&state).await?);
     let listener = match config.listen {
@@ -107,15 +111,15 @@ pub async fn run(config: Config) -> Result<(), Error> {
     peers.spawn(signals(stop.clone(), kick_tx)?);
     let mut scheduler = Scheduler::new(store.clone(), trigger.clone(), Arc::new(SystemClock), config.options);
     scheduler.publish_to(events.clone());
-    // A dry run creates no pipelines, so there are none to follow, nor any overlap to check.
-    if !config.dry_run {
-        let api = Arc::new(GitlabApi::new(GitlabClient::new()?, config.api_rate));
+    // A dry run creates no pipelines, so there are none to follow, nor any overlap to check, nor failures to tell.
+    if let Some(client) = client {
+        let webhooks = client.client_for(None, crate::trigger::client::ANY_TIMEOUT)?;
+        let api = Arc::new(GitlabApi::new(client, config.api_rate));
         scheduler.check_overlaps(Arc::new(Overlaps { store: store.clone(), api: api.clone() }));
         peers.spawn(crate::follow::tokens::watch(api.clone(), store.clone(), live_rx.clone(), stop.clone()));
         let follower = Follower { store: store.clone(), api, schedules: live_rx.clone(), events: events.clone(), kick };
         peers.spawn(follower.run(stop.clone()));
-        let client = GitlabClient::new()?.client_for(None, std::time::Duration::from_secs(10))?;
-        let notifier = Notifier { store: store.clone(), client, news: news_rx, schedules: live_rx.clone() };
+        let notifier = Notifier { store: store.clone(), client: webhooks, news: news_rx, schedules: live_rx.clone() };
         peers.spawn(notifier.run(stop.clone()));
     }
     if let Some(listener) = listener {
@@ -150,14 +154,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
     Ok(stopped?)
 }
 
-/// GitLab's client, ready for every schedule's `ca_file`; or, for a dry run, nothing that sends.
-fn sender(dry_run: bool, schedules: &[Arc<crate::schedule::Schedule>]) -> Result<Sender, Error> {
-    if dry_run {
-        return Ok(Sender::DryRun);
-    }
+/// GitLab's client, ready for every schedule's `ca_file`: shared by the triggers, the follower and the notices.
+fn gitlab_client(schedules: &[Arc<crate::schedule::Schedule>]) -> Result<GitlabClient, Error> {
     let client = GitlabClient::new()?;
     client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
-    Ok(Sender::Gitlab(client))
+    Ok(client)
 }
 
 /// Seeds the metrics' last fire and last success from the store, beside the start: a long history makes this a

@@ -1021,6 +1021,29 @@ schedules:
         overview(&header(), &rows, &listing(rows.len())).into_string()
     }
 
+    #[test]
+    fn a_followed_pipeline_shows_as_gitlab_shows_it_and_the_token_its_expiry() {
+        let mut passed = with_pipeline("https://gitlab.example.com/p/-/pipelines/7");
+        if let Some(pipeline) = passed.pipeline.as_mut() {
+            (pipeline.status, pipeline.duration) = ("success".into(), Some(725));
+            pipeline.followed = Some(crate::run::Followed::Ended);
+        }
+        let page = overview_of(&passed);
+        assert!(page.contains(">#7</a> <span class=\"pipeline\">passed 12m</span>"), "{page}");
+        assert!(!overview_of(&with_pipeline("https://x.example/p/7")).contains("class=\"pipeline\""), "unfollowed");
+
+        let schedules = schedules();
+        let note = crate::store::TokenNote {
+            checked_at: header().now,
+            expires_at: DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").ok().map(|t| t.to_utc()),
+            summary: "owned by alice".into(),
+            warning: Some("the trigger token expires on 2026-12-01 (in 7d 0h)".into()),
+        };
+        let row = Row { token: Some(&note), ..row(&schedules[0], None, header().now) };
+        let page = overview(&header(), &[row], &listing(1)).into_string();
+        assert!(page.contains("expires 2026-12-01") && page.contains("the trigger token expires on"), "{page}");
+    }
+
     fn schedule_page(runs: &[Run], before: Option<DateTime<Utc>>, older: Option<DateTime<Utc>>) -> String {
         let schedules = schedules();
         let now = header().now;

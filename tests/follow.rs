@@ -423,3 +423,28 @@ fn looks_keep_to_the_per_host_budget() {
         assert!(within <= 3, "{within} looks within a second of {first}");
     }
 }
+
+#[test]
+fn a_rate_limited_gitlab_is_asked_again_after_its_retry_after() {
+    let fake = FakeGitlab::new();
+    fake.pipeline_plan([("pending", Duration::ZERO), ("success", Duration::from_millis(500))]);
+    // GitLab takes one API request a second; pipecron's own budget (10 a second) is not the limit here.
+    fake.api_rate_limit(1);
+    let cron = soon(3);
+    let schedules: String = (0..4).map(|i| followed(&format!("s{i}"), &cron, "master", "API_TOKEN", "")).collect();
+    let (dir, _) = setup(&fake, &schedules);
+    let daemon = Daemon::spawn(dir.path(), &[], &ENV);
+    let db = dir.path().join("pipecron.db");
+    wait_for("four pipelines followed to their end", 40, || {
+        let found = pipelines(&db);
+        found.len() == 4
+            && found.iter().all(|(_, status, followed, _)| status == "success" && followed.as_deref() == Some("ended"))
+    });
+    let (code, logs) = daemon.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    // The four were due at once: GitLab refused all but one (429, Retry-After: 1), and each was asked again a
+    // second or more later, not given up on.
+    let asked = looks(&fake).len();
+    assert!(asked > 4, "some looks were refused and asked again: {asked}");
+    assert!(!logs.contains("stopped following"), "{logs}");
+}

@@ -1,6 +1,6 @@
 //! Notices to webhooks through the real binary: a schedule failing slot after slot is told once, its recovery once,
-//! in the text form chats take and in the JSON form, and neither the token nor the webhook's secret path shows in
-//! the log.
+//! in the text form chats take and in the JSON form, a refused notice is sent again, and neither the token nor the
+//! webhook's secret path shows in the log.
 
 mod common;
 
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::post;
 use common::daemon::{Daemon, setup};
 use common::fake_gitlab::{FakeGitlab, Scripted, TOKEN};
@@ -22,10 +23,17 @@ fn receiver() -> (String, Heard) {
     let heard: Heard = Arc::default();
     let kept = heard.clone();
     let url = common::in_background(move || async move {
-        async fn hook(State(heard): State<Heard>, Path(path): Path<String>, body: Bytes) -> &'static str {
+        // The first notice to `own` is refused with a 503, as a webhook that is restarting would: it must be
+        // sent again. It is heard as ("refused", …).
+        async fn hook(State(heard): State<Heard>, Path(path): Path<String>, body: Bytes) -> (StatusCode, &'static str) {
             let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            heard.lock().unwrap_or_else(|p| p.into_inner()).push((path, json));
-            "ok"
+            let mut heard = heard.lock().unwrap_or_else(|p| p.into_inner());
+            if path == "own" && !heard.iter().any(|(p, _)| p == "refused") {
+                heard.push(("refused".into(), json));
+                return (StatusCode::SERVICE_UNAVAILABLE, "restarting");
+            }
+            heard.push((path, json));
+            (StatusCode::OK, "ok")
         }
         let app = Router::new().route("/hooks/{path}", post(hook)).with_state(kept);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
@@ -54,8 +62,8 @@ fn a_schedule_failing_slot_after_slot_is_told_once_and_its_recovery_once() {
     let quiet = format!("{hooks}/hooks/quiet");
     let daemon = Daemon::spawn(dir.path(), &[], &[("CHAT_HOOK", &chat), ("OWN_HOOK", &own), ("QUIET_HOOK", &quiet)]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while heard(&received).len() < 4 {
-        assert!(Instant::now() < deadline, "four notices: {:#?}\n{}", heard(&received), daemon.logs());
+    while heard(&received).len() < 5 {
+        assert!(Instant::now() < deadline, "four notices and one refusal: {:#?}\n{}", heard(&received), daemon.logs());
         std::thread::sleep(Duration::from_millis(100));
     }
     // More slots succeed meanwhile; none is told.
@@ -63,7 +71,8 @@ fn a_schedule_failing_slot_after_slot_is_told_once_and_its_recovery_once() {
     let (code, logs) = daemon.stop();
     assert_eq!(code, Some(0), "{logs}");
     let got = heard(&received);
-    assert_eq!(got.len(), 4, "{got:#?}");
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(got.iter().filter(|(path, _)| path == "refused").count(), 1, "refused once, then sent again");
     assert!(got.iter().all(|(path, _)| path != "quiet"), "a webhook is told only of its outcomes");
 
     let chat: Vec<&str> =

@@ -45,7 +45,7 @@ impl App {
         let replica = Arc::new(Replica::this_process(pipecron::store::DEFAULT_LEASE));
         let client = GitlabClient::new().expect("a client");
         let admin = admin.map(|token| {
-            let trigger = Arc::new(Sender::Gitlab(client));
+            let trigger = Arc::new(Sender::Gitlab(Arc::new(client)));
             Arc::new(Admin { token: Secret::new(token.into()), trigger, replica, events })
         });
         let now = chrono::Utc::now().timestamp_millis();

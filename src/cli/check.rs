@@ -99,16 +99,16 @@ const PROBE_REF: &str = "pipecron..online-check";
 /// project and token are right, and 404 when either is wrong. With an `api_token`, also looks the trigger token up
 /// (owner, last use, expiry) and warns of one about to stop working.
 async fn online(schedules: &[Arc<Schedule>]) -> Result<(), Error> {
-    let client = GitlabClient::new()?;
+    let client = Arc::new(GitlabClient::new()?);
     client.prepare(schedules.iter().filter_map(|s| s.ca_file.as_deref()))?;
     let overrides = Overrides { git_ref: Some(PROBE_REF.into()), ..Overrides::default() };
-    let api = GitlabApi::new(GitlabClient::new()?, std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN));
+    let api = GitlabApi::new(client.clone(), std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN));
     let mut rows = Vec::new();
     let mut warnings = Vec::new();
     let mut failed = 0;
     for schedule in schedules {
         let request = TriggerRequest::new(schedule, Utc::now(), Reason::RunNow, &overrides)?;
-        let result = trigger::fire(&client, &request, schedule.retries.min(2), Backoff::default(), |_, _, _| {}).await;
+        let result = trigger::fire(&*client, &request, schedule.retries.min(2), Backoff::default(), |_, _, _| {}).await;
         let error = result.error.unwrap_or_default();
         let verdict = if result.http_status == Some(400) && error.contains("is not a branch or tag") {
             format!("online ok: GitLab knows project {} and accepts the token", schedule.project)

@@ -58,13 +58,13 @@ const READ_LIMIT: usize = 64 * 1024;
 
 /// The API over HTTP.
 pub struct GitlabApi {
-    client: GitlabClient,
+    client: std::sync::Arc<GitlabClient>,
     budget: DefaultKeyedRateLimiter<String>,
 }
 
 impl GitlabApi {
     /// `per_second` requests a second at most to each GitLab host.
-    pub fn new(client: GitlabClient, per_second: NonZeroU32) -> GitlabApi {
+    pub fn new(client: std::sync::Arc<GitlabClient>, per_second: NonZeroU32) -> GitlabApi {
         GitlabApi { client, budget: RateLimiter::keyed(Quota::per_second(per_second)) }
     }
 

@@ -31,8 +31,9 @@ pub struct GitlabClient {
     clients: Mutex<HashMap<(Option<PathBuf>, Duration), reqwest::Client>>,
 }
 
-/// The request timeout assumed by `new` and `prepare`, which only check that a client can be built.
-const ANY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The request timeout assumed by `new` and `prepare`, which only check that a client can be built; the client
+/// of that timeout, without a `ca_file`, is built by `new`, and serves requests that set their own timeout.
+pub const ANY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl GitlabClient {
     pub fn new() -> Result<Self, ClientError> {

@@ -23,7 +23,9 @@ pub trait Trigger: Send + Sync {
 
 /// What the daemon sends with: GitLab, or, for a dry run, nothing at all.
 pub enum Sender {
-    Gitlab(GitlabClient),
+    /// Shared with the follower and the notifier: each client it builds loads the system's roots, which takes a
+    /// while, once.
+    Gitlab(std::sync::Arc<GitlabClient>),
     /// Sends nothing and answers at once, as if GitLab had created pipeline 0; the dry run's printout is a
     /// listener of the `Sending` event.
     DryRun,

@@ -10,15 +10,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::fake_gitlab::{OTHER_TOKEN, TOKEN};
+use common::fake_gitlab::{API_TOKEN, CANCEL_TOKEN, DEVELOPER_TOKEN, NO_SCOPE_TOKEN, OTHER_TOKEN, TOKEN};
 
-/// Secrets the tests use besides the fake's tokens: admin tokens and database passwords.
-const OTHERS: &[&str] = &["s3cret-admin-token-for-tests", "hunter2", "pg-test-password-4711", "s3cret-pw"];
+/// Secrets the tests use besides the fake's tokens: admin tokens, database passwords, a webhook's secret path.
+const OTHERS: &[&str] =
+    &["s3cret-admin-token-for-tests", "hunter2", "pg-test-password-4711", "s3cret-pw", "T0SECRETPATH"];
 
-/// What of a secret must never be seen: a trigger token may show `glptt-` and 4 characters, so the rest is
-/// searched for; any other secret is searched for whole.
+/// What of a secret must never be seen: a GitLab token (`glptt-`, `glpat-`) may show its prefix and 4 characters,
+/// so the rest is searched for; any other secret is searched for whole.
 fn needle(secret: &str) -> &str {
-    match secret.strip_prefix("glptt-") {
+    match ["glptt-", "glpat-"].iter().find_map(|prefix| secret.strip_prefix(prefix)) {
         Some(rest) if rest.len() > 8 => &rest[4..],
         _ => secret,
     }
@@ -26,7 +27,8 @@ fn needle(secret: &str) -> &str {
 
 /// Every secret: the known ones, and every `glptt-` token written in the tests' sources.
 fn secrets() -> Vec<String> {
-    let mut all: Vec<String> = [TOKEN, OTHER_TOKEN].iter().chain(OTHERS).map(|s| s.to_string()).collect();
+    let tokens = [TOKEN, OTHER_TOKEN, API_TOKEN, CANCEL_TOKEN, NO_SCOPE_TOKEN, DEVELOPER_TOKEN];
+    let mut all: Vec<String> = tokens.iter().chain(OTHERS).map(|s| s.to_string()).collect();
     for file in files(&common::repo_path("tests")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         for (at, _) in text.match_indices("glptt-") {

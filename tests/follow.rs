@@ -211,6 +211,12 @@ fn a_refused_token_and_a_timeout_stop_following_with_a_clear_note() {
     let status = cli(dir.path(), &["status"]).stdout;
     assert!(status.contains("running, timed out following it"), "{status}");
     assert!(status.contains("created, cannot follow it"), "{status}");
+    let history = cli(dir.path(), &["history", "unscoped"]).stdout;
+    assert!(
+        history.contains("1001 created, cannot follow it") || history.contains("1002 created, cannot follow it"),
+        "{history}"
+    );
+    assert!(history.contains("needs the read_api scope"), "the detail says why: {history}");
     let (_, metrics) = http(&addr, "GET", "/metrics");
     let samples = prometheus(&metrics);
     let timed_out = value(&samples, "pipecron_pipelines_total", &[("schedule", "slow"), ("status", "timed_out")]);

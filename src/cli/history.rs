@@ -5,6 +5,7 @@ use std::io::Write;
 use chrono::SecondsFormat;
 
 use super::{Cli, Error, format};
+use crate::run::Followed;
 use crate::status::run_json;
 use crate::store::{Run, RunStore, owner_name};
 
@@ -68,6 +69,10 @@ fn pipeline(pipeline: &crate::run::Pipeline) -> String {
 fn detail(run: &Run) -> String {
     match (&run.pipeline, &run.error) {
         (_, Some(error)) => error.clone(),
+        // Why following stopped short says more than the link.
+        (Some(pipeline), None) if pipeline.note.is_some() && pipeline.followed != Some(Followed::Following) => {
+            pipeline.note.clone().unwrap_or_default()
+        }
         (Some(pipeline), None) => pipeline.web_url.clone().unwrap_or_default(),
         (None, None) => String::new(),
     }

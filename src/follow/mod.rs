@@ -71,11 +71,10 @@ impl<S: Follows + 'static, A: PipelineApi> Follower<S, A> {
     pub async fn run(mut self, stop: CancellationToken) {
         let pool = Arc::new(Semaphore::new(CONCURRENCY));
         let mut looks = JoinSet::new();
-        let mut by_name = index(&self.schedules.borrow_and_update());
+        let (mut by_name, mut following) = index(&self.schedules.borrow_and_update());
         loop {
             // With no schedule to follow, nothing is asked of the store until the configuration changes: an idle
             // daemon stays asleep. (Pipelines left from a schedule that lost its `api_token` wait for it.)
-            let following = by_name.values().any(|s| s.api_token.is_some());
             let wait = match following {
                 true => self.take_due(&pool, &by_name, &mut looks).await,
                 false => Duration::MAX,
@@ -84,7 +83,9 @@ impl<S: Follows + 'static, A: PipelineApi> Follower<S, A> {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(wait.min(IDLE * 1000)) => {}
                 _ = self.kick.notified() => {}
-                Ok(()) = self.schedules.changed() => by_name = index(&self.schedules.borrow_and_update()),
+                Ok(()) = self.schedules.changed() => {
+                    (by_name, following) = index(&self.schedules.borrow_and_update());
+                }
                 Some(_) = looks.join_next(), if !looks.is_empty() => {}
             }
         }
@@ -131,8 +132,10 @@ impl<S: Follows + 'static, A: PipelineApi> Follower<S, A> {
     }
 }
 
-fn index(schedules: &[Arc<Schedule>]) -> HashMap<Arc<str>, Arc<Schedule>> {
-    schedules.iter().map(|s| (s.name.clone(), s.clone())).collect()
+/// The schedules by name, and whether any follows its pipelines.
+fn index(schedules: &[Arc<Schedule>]) -> (HashMap<Arc<str>, Arc<Schedule>>, bool) {
+    let following = schedules.iter().any(|s| s.api_token.is_some());
+    (schedules.iter().map(|s| (s.name.clone(), s.clone())).collect(), following)
 }
 
 /// Asks GitLab about one pipeline and records what it said.

@@ -400,22 +400,30 @@ fn of_three_replicas_on_postgresql_one_follows_each_pipeline() {
     assert_eq!(ended, 6, "each end told once");
 }
 
+/// `n` followed schedules, all due at the same second, soon.
+fn burst(n: usize) -> String {
+    let cron = soon(3);
+    (0..n).map(|i| followed(&format!("s{i}"), &cron, "master", "API_TOKEN", "")).collect()
+}
+
+/// Waits until `n` pipelines have passed and are followed no more.
+fn wait_all_passed(db: &Path, n: usize) {
+    wait_for(&format!("{n} pipelines followed to their end"), 40, || {
+        let found = pipelines(db);
+        found.len() == n
+            && found.iter().all(|(_, status, followed, _)| status == "success" && followed.as_deref() == Some("ended"))
+    });
+}
+
 #[test]
 fn looks_keep_to_the_per_host_budget() {
     let fake = FakeGitlab::new();
     fake.pipeline_plan([("pending", Duration::ZERO), ("success", Duration::from_millis(500))]);
     // GitLab allows 3 API requests a second; pipecron is told to send 2.
     fake.api_rate_limit(3);
-    let cron = soon(3);
-    let schedules: String = (0..8).map(|i| followed(&format!("s{i}"), &cron, "master", "API_TOKEN", "")).collect();
-    let (dir, _) = setup(&fake, &schedules);
+    let (dir, _) = setup(&fake, &burst(8));
     let daemon = Daemon::spawn(dir.path(), &["--api-rate", "2"], &ENV);
-    let db = dir.path().join("pipecron.db");
-    wait_for("eight pipelines followed to their end", 40, || {
-        let found = pipelines(&db);
-        found.len() == 8
-            && found.iter().all(|(_, status, followed, _)| status == "success" && followed.as_deref() == Some("ended"))
-    });
+    wait_all_passed(&dir.path().join("pipecron.db"), 8);
     let (code, logs) = daemon.stop();
     assert_eq!(code, Some(0), "{logs}");
     // All eight were due at once; at 2 a second (a burst of 2, then one every 500 ms) they spread over 3 s, and
@@ -436,16 +444,9 @@ fn a_rate_limited_gitlab_is_asked_again_after_its_retry_after() {
     fake.pipeline_plan([("pending", Duration::ZERO), ("success", Duration::from_millis(500))]);
     // GitLab takes one API request a second; pipecron's own budget (10 a second) is not the limit here.
     fake.api_rate_limit(1);
-    let cron = soon(3);
-    let schedules: String = (0..4).map(|i| followed(&format!("s{i}"), &cron, "master", "API_TOKEN", "")).collect();
-    let (dir, _) = setup(&fake, &schedules);
+    let (dir, _) = setup(&fake, &burst(4));
     let daemon = Daemon::spawn(dir.path(), &[], &ENV);
-    let db = dir.path().join("pipecron.db");
-    wait_for("four pipelines followed to their end", 40, || {
-        let found = pipelines(&db);
-        found.len() == 4
-            && found.iter().all(|(_, status, followed, _)| status == "success" && followed.as_deref() == Some("ended"))
-    });
+    wait_all_passed(&dir.path().join("pipecron.db"), 4);
     let (code, logs) = daemon.stop();
     assert_eq!(code, Some(0), "{logs}");
     // The four were due at once: GitLab refused all but one (429, Retry-After: 1), and each was asked again a

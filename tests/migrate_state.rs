@@ -9,6 +9,7 @@ use common::pg::TempDatabase;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use pipecron::store::{Notices, TokenNotes};
 use pipecron::store::{Replica, Run, RunStore, StateLocation, Store, owner_name};
 use pipecron::trigger::{Ending, Pipeline, Reason, RunResult};
 
@@ -47,6 +48,11 @@ fn ended(ending: Ending, pipeline: Option<u64>, error: Option<&str>) -> RunResul
 
 /// 12 runs: 3 schedules sharing 4 slots, in every state a history holds, owned and not.
 async fn record_history(store: &Store) {
+    use pipecron::store::TokenNote;
+    assert!(store.start_failing("nightly", "fires", "failed", slot(3)).await.expect("records"));
+    let note =
+        TokenNote { checked_at: slot(4), expires_at: Some(slot(400)), summary: "owned by alice".into(), warning: None };
+    store.note_token("nightly", &note).await.expect("notes");
     let owner = Replica::this_process(pipecron::store::DEFAULT_LEASE).id;
     for (n, name) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
         let now = slot(10);
@@ -98,6 +104,16 @@ fn copies_a_sqlite_history_row_for_row_and_nothing_twice() {
     assert_eq!(copied, history(&runtime, &src));
     let last_slots = |text: &str| runtime.block_on(async { open(text).await.last_slots().await.expect("reads") });
     assert_eq!(last_slots(&dst), last_slots(&src), "catch-up continues where the box left off");
+    let state = |text: &str| {
+        runtime.block_on(async {
+            let store = open(text).await;
+            (store.failing().await.expect("reads"), store.token_notes().await.expect("reads"))
+        })
+    };
+    let (failing, tokens) = state(&dst);
+    assert_eq!(failing, [("nightly".to_string(), "fires".to_string(), "failed".to_string(), slot(3))]);
+    assert_eq!(tokens.get("nightly").map(|n| n.summary.as_str()), Some("owned by alice"));
+    assert_eq!(state(&dst), state(&src), "a failing schedule is not told again, and the token's expiry stays known");
 
     migrate(&src, &dst, false)
         .success()

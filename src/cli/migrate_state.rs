@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use super::{Error, process_env};
-use crate::store::{self, RunStore, StateLocation, Store, StoreError, owner_name};
+use crate::store::{self, Notices, RunStore, StateLocation, Store, StoreError, TokenNotes, owner_name};
 
 /// Rows read and written per round trip.
 const BATCH: usize = 5000;
@@ -66,7 +66,23 @@ pub async fn run(args: &Args) -> Result<(), Error> {
         }
     }
     progress.end(read);
+    copy_state(&source, &target).await?;
     writeln!(std::io::stdout(), "copied {copied} runs, skipped {} already present ({from} -> {to})", read - copied)?;
+    Ok(())
+}
+
+/// Copies which schedules are failing (so that the new store does not tell it again) and what was found of their
+/// trigger tokens. A schedule the target already has either of keeps its own.
+async fn copy_state(source: &Store, target: &Store) -> Result<(), Error> {
+    for (schedule, track, outcome, since) in source.failing().await? {
+        target.start_failing(&schedule, &track, &outcome, since).await?;
+    }
+    let known = target.token_notes().await?;
+    for (schedule, note) in source.token_notes().await? {
+        if !known.contains_key(&schedule) {
+            target.note_token(&schedule, &note).await?;
+        }
+    }
     Ok(())
 }
 

@@ -14,9 +14,17 @@ use super::{PostgresStore, SqliteStore, Store, StoreError, instant, millis};
 
 const FAIL: &str =
     "INSERT INTO notices (schedule, track, outcome, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+const FAILING: &str = "SELECT schedule, track, outcome, since FROM notices ORDER BY schedule, track";
+
+/// A schedule's track that is failing: (schedule, track, outcome, since).
+pub type Failing = (String, String, String, DateTime<Utc>);
+
 const RECOVER: &str = "DELETE FROM notices WHERE schedule = $1 AND track = $2 AND since <= $3 RETURNING outcome, since";
 
 pub trait Notices: Send + Sync {
+    /// Every failing track, for copying a history (`migrate-state`).
+    fn failing(&self) -> impl Future<Output = Result<Vec<Failing>, StoreError>> + Send;
+
     /// Marks the schedule's `track` failing since `since` because of `outcome`; `true` if it was not already.
     fn start_failing(
         &self,
@@ -37,6 +45,15 @@ pub trait Notices: Send + Sync {
 }
 
 impl Notices for SqliteStore {
+    async fn failing(&self) -> Result<Vec<Failing>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(FAILING)?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, instant(r.get(3)?))))?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn start_failing(
         &self,
         schedule: &str,
@@ -73,6 +90,11 @@ impl Notices for SqliteStore {
 }
 
 impl Notices for PostgresStore {
+    async fn failing(&self) -> Result<Vec<Failing>, StoreError> {
+        let rows = self.query(FAILING, &[]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), instant(r.get(3)))).collect())
+    }
+
     async fn start_failing(
         &self,
         schedule: &str,
@@ -95,6 +117,10 @@ impl Notices for PostgresStore {
 }
 
 impl Notices for Store {
+    async fn failing(&self) -> Result<Vec<Failing>, StoreError> {
+        each!(self, s => s.failing())
+    }
+
     async fn start_failing(
         &self,
         schedule: &str,

@@ -85,12 +85,22 @@ impl Heard {
 
 impl Listener for Heard {
     fn on(&self, event: &Event<'_>) {
-        let news = match event {
+        // Every fire passes here: the schedule is looked up before any news is made of it.
+        let schedule = match event {
             Event::Loaded { schedules } => {
                 let names = schedules.iter().filter(|s| !s.notify.is_empty()).map(|s| s.name.clone()).collect();
                 *self.notified.lock().unwrap_or_else(|p| p.into_inner()) = names;
                 return;
             }
+            Event::Finished(fired) => fired.schedule.as_str(),
+            Event::Missed { schedule, .. } => schedule,
+            Event::PipelineEnded(ended) => ended.schedule.as_str(),
+            _ => return,
+        };
+        if !self.wanted(schedule) {
+            return;
+        }
+        let news = match event {
             Event::Finished(fired) => {
                 let bad = match fired.result.ending {
                     Ending::Succeeded => None,
@@ -138,9 +148,7 @@ impl Listener for Heard {
             }
             _ => return,
         };
-        if self.wanted(&news.schedule) {
-            self.pass_on(news);
-        }
+        self.pass_on(news);
     }
 }
 

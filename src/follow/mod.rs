@@ -71,21 +71,19 @@ impl<S: Follows + 'static, A: PipelineApi> Follower<S, A> {
     pub async fn run(mut self, stop: CancellationToken) {
         let pool = Arc::new(Semaphore::new(CONCURRENCY));
         let mut looks = JoinSet::new();
-        let (mut by_name, mut following) = index(&self.schedules.borrow_and_update());
+        let mut by_name = index(&self.schedules.borrow_and_update());
         loop {
             // With no schedule to follow, nothing is asked of the store until the configuration changes: an idle
             // daemon stays asleep. (Pipelines left from a schedule that lost its `api_token` wait for it.)
-            let wait = match following {
-                true => self.take_due(&pool, &by_name, &mut looks).await,
-                false => Duration::MAX,
+            let wait = match by_name.is_empty() {
+                false => self.take_due(&pool, &by_name, &mut looks).await,
+                true => Duration::MAX,
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(wait.min(IDLE * 1000)) => {}
                 _ = self.kick.notified() => {}
-                Ok(()) = self.schedules.changed() => {
-                    (by_name, following) = index(&self.schedules.borrow_and_update());
-                }
+                Ok(()) = self.schedules.changed() => by_name = index(&self.schedules.borrow_and_update()),
                 Some(_) = looks.join_next(), if !looks.is_empty() => {}
             }
         }
@@ -132,10 +130,9 @@ impl<S: Follows + 'static, A: PipelineApi> Follower<S, A> {
     }
 }
 
-/// The schedules by name, and whether any follows its pipelines.
-fn index(schedules: &[Arc<Schedule>]) -> (HashMap<Arc<str>, Arc<Schedule>>, bool) {
-    let following = schedules.iter().any(|s| s.api_token.is_some());
-    (schedules.iter().map(|s| (s.name.clone(), s.clone())).collect(), following)
+/// The schedules that follow their pipelines, by name: a pipeline of any other is not followed here.
+fn index(schedules: &[Arc<Schedule>]) -> HashMap<Arc<str>, Arc<Schedule>> {
+    schedules.iter().filter(|s| s.api_token.is_some()).map(|s| (s.name.clone(), s.clone())).collect()
 }
 
 /// Asks GitLab about one pipeline and records what it said.
@@ -146,7 +143,7 @@ async fn look<S: Follows, A: PipelineApi>(
     schedule: Option<&Schedule>,
     follow: Follow,
 ) {
-    let found = match schedule.filter(|s| s.api_token.is_some()) {
+    let found = match schedule {
         None => not_here(&follow, Utc::now()),
         Some(schedule) => {
             // A look ends well within the hold, so that no other look at the pipeline starts meanwhile.
